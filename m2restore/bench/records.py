@@ -37,6 +37,7 @@ class Protocol:
     y_channel: str = "BT.601 YCbCr"  # what "y" means (papers' MATLAB Y, not pyiqa's default YIQ)
     ssim: str = "gaussian 11x11, sigma 1.5"  # SSIM window
     average: str = "mean over types of per-type means"  # how the ``average`` row is formed
+    quantize_8bit: bool = True  # outputs rounded to 8-bit levels before measuring (what a saved PNG holds)
 
 
 @dataclass

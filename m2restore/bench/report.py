@@ -80,6 +80,7 @@ def caption(records: list[RunRecord], dataset: str, space: str, with_paper: bool
     text = (
         f"{dataset} ({u(lambda r: r.dataset_version or '-')}): PSNR (dB) / SSIM on {space_text}, "
         f"crop_border={u(lambda r: r.protocol.crop_border)}, data range [0, {data_range}], "
+        f"8-bit rounding {u(lambda r: 'on' if r.protocol.quantize_8bit else 'off')}, "
         f"SSIM {u(lambda r: r.protocol.ssim)}; average = {u(lambda r: r.protocol.average)}. "
         f"Budget: {u(lambda r: r.budget.steps)} iterations x effective batch {u(lambda r: r.budget.effective_batch)} "
         f"(patch {u(lambda r: r.budget.patch_size)}, lr {u(lambda r: f'{r.budget.lr:g}')}), identical for every model. "

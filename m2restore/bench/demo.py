@@ -1,0 +1,115 @@
+"""``make demo`` / ``m2restore demo``: the whole comparison on a laptop CPU, offline, in under 20 minutes.
+
+Stages (one progress line each, with the elapsed time):
+
+1. build mini CDD-11 from scikit-image's bundled photographs (``data/mini-cdd11``; reused when already built);
+2. train the tiny CLIP degradation prior on it for a fixed time budget (``data/clip-prior-tiny``; reused);
+3. run the ``demo`` grid (``benchmarks/grids/demo.yaml``): notebook 09 under papermill for m2restore_tiny,
+   adair_tiny and promptir_tiny with one identical budget, each trained, profiled and evaluated;
+4. build the tables and figures from the runs' JSON records into ``benchmarks/results/demo``.
+
+The same command runs the 3-seed goal measurement on the same data and prior::
+
+    m2restore demo --grid benchmarks/grids/demo-seeds.yaml --out benchmarks/results/demo-seeds
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from ..config import ConfigError, parse_override
+
+DEFAULT_GRID = "benchmarks/grids/demo.yaml"
+PRIOR_MINUTES = 2.0  # tiny CLIP prior budget; part of the 20-minute total (benchmarks/README.md)
+
+
+class _Progress:
+    """Prints ``[demo k/n] message (elapsed)`` lines."""
+
+    def __init__(self, stages: int) -> None:
+        self.stages, self.start = stages, time.perf_counter()
+
+    def __call__(self, stage: int, message: str) -> None:
+        elapsed = time.perf_counter() - self.start
+        print(f"[demo {stage}/{self.stages} {elapsed // 60:02.0f}:{elapsed % 60:02.0f}] {message}", flush=True)
+
+
+def build_data(root: Path, size: int, seed: int = 0) -> Path:
+    """Mini CDD-11 at ``root`` (the data module reuses an identical existing build)."""
+    from ..data import make_mini_cdd11
+
+    return make_mini_cdd11(root, size=size, seed=seed)
+
+
+def train_tiny_prior(data: Path, out: Path, minutes: float, threads: int) -> tuple[Path, dict]:
+    """Train the tiny CLIP prior once (``out/prior.pt``); a finished one is reused. Returns (checkpoint, summary)."""
+    import json
+
+    from ..clip import train_prior
+
+    checkpoint, summary_file = out / "prior.pt", out / "summary.json"
+    if checkpoint.is_file() and summary_file.is_file():
+        return checkpoint, json.loads(summary_file.read_text())
+    summary = train_prior(data=str(data), out=str(out), source="tiny", minutes=minutes, threads=threads,
+                          progress=False, resume="")
+    return Path(summary["checkpoint"]), summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``m2restore demo`` (see the module docstring)."""
+    parser = argparse.ArgumentParser(prog="m2restore demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="benchmarks/results/demo", help="results folder")
+    parser.add_argument("--grid", default=DEFAULT_GRID, help="grid YAML (demo.yaml; demo-seeds.yaml for 3 seeds)")
+    parser.add_argument("--data", default="data/mini-cdd11", help="where mini CDD-11 is built (reused)")
+    parser.add_argument("--size", type=int, default=128, help="mini CDD-11 crop size")
+    parser.add_argument("--prior-dir", default="data/clip-prior-tiny", help="where the tiny CLIP prior goes (reused)")
+    parser.add_argument("--prior-minutes", type=float, default=PRIOR_MINUTES, help="CLIP prior training budget")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for the prior (runs: grid 'threads')")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a shared notebook parameter of the grid (e.g. budget_steps=50)")
+    parser.add_argument("--force", action="store_true", help="rerun finished runs (old ones are archived)")
+    args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except ConfigError as e:
+        print(f"m2restore demo: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .report import build_report
+    from .runner import DatasetSpec, load_grid, run_grid
+
+    grid = load_grid(args.grid)
+    extra = {}
+    for text in args.overrides:
+        path, value = parse_override(text)
+        extra[".".join(path)] = value
+    out = Path(args.out)
+    progress = _Progress(4)
+
+    progress(1, f"building mini CDD-11 from scikit-image's photographs -> {args.data}")
+    data = build_data(Path(args.data), args.size)
+    n_train = sum(1 for _ in (data / "train").rglob("*.png"))
+    progress(1, f"mini CDD-11 ready: {n_train} training images")
+
+    progress(2, f"training the tiny CLIP degradation prior ({args.prior_minutes:g} min budget) -> {args.prior_dir}")
+    prior, summary = train_tiny_prior(data, Path(args.prior_dir), args.prior_minutes, args.threads)
+    acc = summary.get("eval", {}).get("accuracy")
+    progress(2, f"prior ready: {summary.get('steps')} steps" + (f", zero-shot test accuracy {acc:.1%}" if acc else ""))
+
+    grid.datasets = [DatasetSpec(d.name, str(data)) if d.name == "mini-cdd11" else d for d in grid.datasets]
+    runs = len(grid.runs())
+    progress(3, f"grid '{grid.name}': {runs} runs ({', '.join(grid.models)} x seeds {grid.seeds}), identical budget "
+                f"{ {**grid.parameters, **extra} }")
+    outcomes = run_grid(grid, out, extra={"prior_checkpoint": str(prior), **extra}, force=args.force,
+                        log=lambda line: progress(3, line))
+
+    progress(4, f"tables and figures from the JSON records -> {out}")
+    rep = build_report(out / "runs", out)
+    for dataset_table in sorted((out / "tables").glob("*_summary.md")):
+        print(dataset_table.read_text())
+    progress(4, f"done: {rep.n_ok} runs finished, {len(rep.failed)} failed; report {out / 'report.md'}")
+    return int(any(o.status == "failed" for o in outcomes))
