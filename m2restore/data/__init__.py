@@ -9,6 +9,7 @@ Quick tour::
     item = ds[0]                                           # {"input", "target", "type", "name"}
 """
 
+from . import degrade
 from .datasets import (
     ALLWEATHER_SUBSETS,
     CDD11,
@@ -23,7 +24,6 @@ from .datasets import (
     type_balanced_sampler,
     type_balanced_weights,
 )
-from . import degrade
 from .degrade import ALLWEATHER_TYPES, CDD11_TYPES, DEGRADATION_TYPES, SynthesisConfig
 from .io import ImageConversionWarning, ImageReadError, list_images, read_image, write_image
 from .mini import make_mini_allweather, make_mini_cdd11
@@ -31,18 +31,18 @@ from .mini import make_mini_allweather, make_mini_cdd11
 __all__ = [
     "ALLWEATHER_SUBSETS",
     "ALLWEATHER_TYPES",
-    "AllWeather",
     "CDD11",
     "CDD11_TYPES",
     "DEGRADATION_TYPES",
+    "AllWeather",
     "DatasetError",
     "ImageConversionWarning",
     "ImageReadError",
     "Pair",
     "PairedDataset",
     "PairedFolder",
-    "Synthetic",
     "SynthesisConfig",
+    "Synthetic",
     "build_dataset",
     "degrade",
     "list_datasets",

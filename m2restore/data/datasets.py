@@ -28,14 +28,18 @@ from .io import ImageReadError, image_size, list_images, read_image
 
 __all__ = [
     "ALLWEATHER_SUBSETS",
-    "AllWeather",
     "CDD11",
+    "AllWeather",
     "DatasetError",
     "Pair",
     "PairedDataset",
     "PairedFolder",
     "Synthetic",
+    "allweather_pairs",
+    "allweather_type",
     "build_dataset",
+    "cdd11_pairs",
+    "check_pair_files",
     "list_datasets",
     "type_balanced_sampler",
     "type_balanced_weights",
@@ -92,7 +96,7 @@ def _find_dir(parent: Path, names: Sequence[str]) -> Path | None:
 # ----------------------------------------------------------------------------------------------------------------
 # Base dataset
 # ----------------------------------------------------------------------------------------------------------------
-def _check_files(pairs: Sequence[Pair], what: str) -> None:
+def check_pair_files(pairs: Sequence[Pair], what: str) -> None:
     """Read every header once: unreadable files and input/target size mismatches."""
     sizes: dict[Path, tuple[int, int]] = {}
     problems = []
@@ -152,7 +156,7 @@ class PairedDataset(Dataset):
         if not pairs:
             raise DatasetError(f"{what}: no image pairs found. Fix: check the root folder and the split name.")
         if check == "header":
-            _check_files(pairs, what)
+            check_pair_files(pairs, what)
         self.pairs = list(pairs)
         self.patch_size = patch_size
         self.augment = augment

@@ -158,7 +158,7 @@ def illumination_map(img: np.ndarray) -> np.ndarray:
     ~3% of the image keeps strong edges and smooths texture the same way at a fraction of the cost.
     """
     t0 = img.max(axis=2)  # (H, W)
-    size = max(3, int(round(0.03 * min(t0.shape))) | 1)
+    size = max(3, round(0.03 * min(t0.shape)) | 1)
     return np.clip(guided_filter(t0, t0, size, 0.02), 0.0, 1.0)
 
 
@@ -256,7 +256,7 @@ def _snow(img: np.ndarray, clean: np.ndarray, rng: np.random.Generator, cfg: Syn
 def _haze(img: np.ndarray, clean: np.ndarray, rng: np.random.Generator, cfg: SynthesisConfig) -> np.ndarray:
     beta, airlight = _draw(rng, cfg.haze_beta), _draw(rng, cfg.haze_airlight)
     near = haze_nearness(clean, _draw(rng, cfg.haze_horizon))
-    near = _box(near, max(3, int(round(22 / 720 * min(near.shape)))))  # OneRestore: cv2.blur(depth, (22, 22))
+    near = _box(near, max(3, round(22 / 720 * min(near.shape))))  # OneRestore: cv2.blur(depth, (22, 22))
     t = np.exp(-beta * np.minimum(1.0 - near, cfg.haze_cap))[..., None]  # (H, W, 1)
     return img * t + airlight * (1.0 - t)
 
@@ -266,7 +266,7 @@ def _raindrop(img: np.ndarray, clean: np.ndarray, rng: np.random.Generator, cfg:
     view = ndimage.gaussian_filter(img, (cfg.drop_defocus * cfg.scale,) * 2 + (0,))  # (H, W, 3) defocused scene
     color = np.zeros_like(img)  # (H, W, 3) drop layer, premultiplied by its opacity
     opacity = np.zeros((h, w, 1), dtype=np.float32)  # (H, W, 1)
-    count = max(1, int(round(_draw(rng, cfg.drop_count) * h * w / (256 * cfg.scale) ** 2)))
+    count = max(1, round(_draw(rng, cfg.drop_count) * h * w / (256 * cfg.scale) ** 2))
     for _ in range(count):
         r = _draw(rng, cfg.drop_radius) * cfg.scale
         ry, rx = r, r * rng.uniform(0.7, 1.0)  # gravity makes drops taller than wide

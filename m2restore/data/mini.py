@@ -148,8 +148,9 @@ def make_mini_cdd11(
     params = _params("mini-cdd11", clean_dir, size, seed, n_train, n_test)
 
     def fill(tmp: Path) -> dict:
-        photos, rng, files = clean_photos(clean_dir, seed), np.random.default_rng(seed), {}
+        photos, files = clean_photos(clean_dir, seed), {}
         for s, (split, n) in enumerate((("train", n_train), ("test", n_test))):
+            rng = np.random.default_rng([seed, s])  # one stream per split: test crops do not depend on n_train
             for i, (clean, prov) in enumerate(_crops(photos[split], n, size, rng), 1):
                 name = f"{i:06d}.png"
                 write_image(tmp / split / "clear" / name, clean)
@@ -188,7 +189,8 @@ def make_mini_allweather(
         return stem, stem if not test else stem.split("_s")[0], out
 
     def fill(tmp: Path) -> dict:
-        photos, rng, files, listing = clean_photos(clean_dir, seed), np.random.default_rng(seed), {}, []
+        photos, files, listing = clean_photos(clean_dir, seed), {}, []
+        rng = np.random.default_rng([seed, 0])
         base = tmp / "train" / "allweather"
         for k, (clean, prov) in enumerate(_crops(photos["train"], n_train, size, rng), 1):
             for kind in ("snow", "rain_haze", "raindrop"):
@@ -198,6 +200,7 @@ def make_mini_allweather(
                 listing.append(f"./allweather/input/{stem}.png")
                 files[f"train/allweather/input/{stem}.png"] = prov
         (tmp / "train" / "allweather.txt").write_text("\n".join(listing) + "\n")
+        rng = np.random.default_rng([seed, 1])  # one stream per split: test crops do not depend on n_train
         test_crops = _crops(photos["test"], n_test, size, rng)
         for subset, (folder, _, kind, _) in ALLWEATHER_SUBSETS.items():
             flakes = 0.6 if subset == "snow100k-s" else 1.6

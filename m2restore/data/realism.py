@@ -14,6 +14,7 @@ Metrics follow OneRestore's ``cal_psnr_ssim.py``: ``skimage.metrics`` on RGB, da
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import pandas as pd
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from .datasets import CDD11, PairedDataset, PairedFolder
-from .degrade import degrade
+from .degrade import DEGRADATION_TYPES, degrade
 from .io import read_image
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "psnr_ssim",
     "real_pairs_comparison",
     "summarize",
+    "synthesis_speed",
 ]
 
 CDD11_INPUT_REFERENCE = {"psnr": 16.00, "ssim": 0.601}  # real CDD-11 test set, mean over 11 types (OneRestore)
@@ -99,6 +101,24 @@ def real_pairs_comparison(
                     "syn_psnr_max": syn[:, 0].max(), "syn_ssim_mean": syn[:, 1].mean(),
                 })
     return pd.DataFrame(rows)
+
+
+def synthesis_speed(kinds: Iterable[str] = DEGRADATION_TYPES, size: int = 256, repeats: int = 5) -> pd.DataFrame:
+    """Milliseconds per ``size`` x ``size`` image for each kind (median over ``repeats`` seeds, after a warm-up)."""
+    from skimage import data
+
+    reps = -(-size // 512)
+    clean = np.tile(data.astronaut(), (reps, reps, 1))[:size, :size].astype(np.float32) / 255.0  # (size, size, 3)
+    rows = []
+    for kind in kinds:
+        degrade(clean, kind, 0)
+        times = []
+        for seed in range(repeats):
+            start = time.perf_counter()
+            degrade(clean, kind, seed)
+            times.append(1000 * (time.perf_counter() - start))
+        rows.append({"kind": kind, "ms": float(np.median(times))})
+    return pd.DataFrame(rows).set_index("kind")
 
 
 def cdd11_test_quality(root: str | os.PathLike, split: str = "test") -> pd.DataFrame:
