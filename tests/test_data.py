@@ -36,7 +36,7 @@ from m2restore.data import (
 )
 from m2restore.data.datasets import allweather_type
 from m2restore.data.degrade import SynthesisConfig, components_of, degrade, rain_mask
-from m2restore.data.prepare import arrange_cdd11, check_allweather, check_cdd11
+from m2restore.data.prepare import arrange_allweather, arrange_cdd11, check_allweather, check_cdd11
 from m2restore.data.realism import cdd11_test_quality, psnr_ssim, real_pairs_comparison
 from m2restore.data.scripts import make_mini_cdd11_main, prepare_cdd11_main
 
@@ -398,6 +398,21 @@ def test_arrange_and_check_cdd11(mini_cdd11, tmp_path, capsys):
     assert prepare_cdd11_main(["--check", str(root)]) == 1
     assert "INCOMPLETE" in capsys.readouterr().out
     assert prepare_cdd11_main([]) == 2  # prints where to download
+
+
+def test_arrange_and_check_allweather_download(mini_allweather, tmp_path):
+    """A download laid out as the sources ship it: Snow100K's synthetic/, RainDrop's test_a/data/, Outdoor-Rain's test1/."""
+    dl = tmp_path / "download"
+    shutil.copytree(mini_allweather / "train", dl / "data" / "train")
+    for folder, name, inp in (("Snow100K-S", "Snow100K-S", "synthetic"), ("Snow100K-L", "Snow100K-L", "synthetic"),
+                              ("Outdoor-Rain", "test1", "input"), ("RainDrop", "test_a", "data")):
+        shutil.copytree(mini_allweather / "test" / folder / "gt", dl / "test" / name / "gt")
+        shutil.copytree(mini_allweather / "test" / folder / "input", dl / "test" / name / inp)
+    root = arrange_allweather(dl, tmp_path / "aw")
+    report = check_allweather(root, decode=True)
+    assert not report.problems
+    assert {r["split"]: r["found"] for r in report.rows} == {"train": 6, "snow100k-s": 1, "snow100k-l": 1,
+                                                              "outdoor-rain": 1, "raindrop": 1}
 
 
 def test_check_reports_broken_files(mini_allweather, tmp_path):

@@ -176,7 +176,9 @@ def make_mini_allweather(
     """
     params = _params("mini-allweather", clean_dir, size, seed, n_train, n_test)
 
-    def pairs_for(kind: str, k: int, clean: np.ndarray, rng: np.random.Generator, test: bool, flakes: float):
+    def pairs_for(
+        kind: str, k: int, clean: np.ndarray, rng: np.random.Generator, test: bool, flakes: float
+    ) -> tuple[str, str, np.ndarray]:
         """(input stem, target stem, degraded image) in the source's naming convention."""
         if kind == "snow":
             return f"snow_{k:05d}", f"snow_{k:05d}", degrade(clean, "snow", seed * 1_000_003 + k, snow_size=flakes)
