@@ -1,0 +1,406 @@
+"""Selective scan (the S6 layer of Mamba): one API, three implementations.
+
+Gu & Dao, "Mamba: Linear-Time Sequence Modeling with Selective State Spaces" (2023). For every batch b,
+channel d and state n, with Δ = softplus(Δ_raw + delta_bias) when asked:
+
+    h_t = exp(Δ_t · A) ⊙ h_{t-1} + Δ_t · B_t · u_t        (discretised recurrence, h_0 = 0)
+    y_t = <C_t, h_t> + D · u_t                             (read-out and skip)
+    out = y · SiLU(z)                                      (optional gate)
+
+The API and semantics are those of ``mamba_ssm.ops.selective_scan_interface.selective_scan_fn``
+(state-spaces/mamba): ``u, delta`` (b, d, L); ``A`` (d, N); ``B, C`` each (d, N), (b, N, L) or grouped
+(b, G, N, L) with G dividing d; ``D`` (d,); ``z`` (b, d, L); ``delta_bias`` (d,). Half-precision inputs
+are computed in float32, float64 inputs in float64; the output has ``u``'s dtype and ``last_state``
+(b, d, N) the compute dtype. Real ``A`` only (the complex S4D variant is not supported).
+
+Implementations, chosen by :func:`scan_backend`:
+1. :func:`selective_scan_ref` -- the sequential loop, the equations above line by line (tests, teaching).
+2. :func:`selective_scan_torch` (``"torch_fast"``) -- chunked sequential scan with a hand-derived backward:
+   the forward keeps only one state per chunk; the backward recomputes a chunk's states and runs the
+   adjoint recurrence in reverse. Memory is a few chunks of (T, b, d, N), never the full (b, d, L, N).
+3. ``mamba_ssm``'s CUDA kernel (``"mamba_ssm_cuda"``) -- only when ``mamba_ssm`` imports and the
+   tensors are on CUDA.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "reference", "torch_fast", "mamba_ssm_cuda")
+# Target elements in one chunk buffer (T, b, d, N): small enough to stay in cache, big enough that the
+# per-chunk Python overhead is amortised (measured by benchmarks/scan_speed.py --chunk-sweep).
+_CHUNK_ELEMENTS = 1 << 18
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Dispatch
+# ---------------------------------------------------------------------------------------------------------
+@functools.cache
+def _mamba_ssm_scan_fn() -> Callable | None:
+    """``mamba_ssm``'s ``selective_scan_fn`` if its CUDA extension imports, else None (logged once)."""
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+    except ImportError as err:  # no package, or no compiled selective_scan_cuda extension
+        logger.info("mamba_ssm unavailable (%s): CUDA tensors use the torch_fast selective scan", err)
+        return None
+    return selective_scan_fn
+
+
+def scan_backend(tensor: Tensor) -> str:
+    """Name the implementation :func:`selective_scan` uses for inputs like ``tensor``.
+
+    Args:
+        tensor: the ``u`` argument (its device and dtype decide).
+
+    Returns:
+        ``"mamba_ssm_cuda"`` for CUDA float32/16/bf16 tensors when ``mamba_ssm`` imports, else ``"torch_fast"``.
+    """
+    if tensor.is_cuda and tensor.dtype != torch.float64 and _mamba_ssm_scan_fn() is not None:
+        return "mamba_ssm_cuda"
+    return "torch_fast"
+
+
+def selective_scan(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+    *,
+    backend: str = "auto",
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Selective scan with the semantics of ``mamba_ssm``'s ``selective_scan_fn``.
+
+    Args:
+        u: input (b, d, L).
+        delta: step size before bias/softplus (b, d, L).
+        A: state matrix, real, (d, N).
+        B: input matrix (d, N), (b, N, L) or (b, G, N, L).
+        C: output matrix, same layouts as ``B``.
+        D: skip weight (d,) or None.
+        z: gate (b, d, L) or None; the output is multiplied by SiLU(z).
+        delta_bias: added to ``delta`` (d,) or None.
+        delta_softplus: apply softplus to ``delta`` (after the bias).
+        return_last_state: also return h_L (b, d, N); like mamba_ssm, no gradient flows through it.
+        backend: ``"auto"`` (see :func:`scan_backend`), ``"reference"``, ``"torch_fast"`` or ``"mamba_ssm_cuda"``.
+
+    Returns:
+        ``out`` (b, d, L) in ``u``'s dtype, or ``(out, last_state)``.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"selective_scan: backend={backend!r}; choose one of {BACKENDS}")
+    if backend == "auto":
+        backend = scan_backend(u)
+    impl = {
+        "reference": selective_scan_ref,
+        "torch_fast": selective_scan_torch,
+        "mamba_ssm_cuda": selective_scan_mamba_cuda,
+    }[backend]
+    return impl(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Shared input handling
+# ---------------------------------------------------------------------------------------------------------
+def _check_and_group(X: Tensor, name: str, b: int, d: int, L: int, N: int) -> Tensor:
+    """Validate a B or C argument and return it as (d, N) or grouped (b, G, N, L)."""
+    if X.is_complex():
+        raise NotImplementedError(f"selective_scan: complex {name} is not supported (m2restore/ops/selective_scan.py)")
+    if X.dim() == 2 and X.shape == (d, N):
+        return X
+    if X.dim() == 3 and X.shape == (b, N, L):
+        return rearrange(X, "b n l -> b 1 n l")
+    if X.dim() == 4 and X.shape[0] == b and X.shape[2:] == (N, L) and d % X.shape[1] == 0:
+        return X
+    raise ValueError(
+        f"selective_scan: {name} has shape {tuple(X.shape)}; expected ({d}, {N}), ({b}, {N}, {L}) or "
+        f"({b}, G, {N}, {L}) with G dividing {d}"
+    )
+
+
+def _prepare(
+    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, delta_bias: Tensor | None, delta_softplus: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Cast to the compute dtype, group B and C, and turn the raw ``delta`` into the step Δ."""
+    if u.dim() != 3 or delta.shape != u.shape:
+        raise ValueError(f"selective_scan: u {tuple(u.shape)} and delta {tuple(delta.shape)} must both be (b, d, L)")
+    if A.is_complex():
+        raise NotImplementedError("selective_scan: complex A is not supported (m2restore/ops/selective_scan.py)")
+    b, d, L = u.shape
+    if A.dim() != 2 or A.shape[0] != d:
+        raise ValueError(f"selective_scan: A has shape {tuple(A.shape)}; expected ({d}, N)")
+    N = A.shape[1]
+    B, C = _check_and_group(B, "B", b, d, L, N), _check_and_group(C, "C", b, d, L, N)
+    cdtype = functools.reduce(torch.promote_types, (u.dtype, delta.dtype, A.dtype, B.dtype, C.dtype), torch.float32)
+    u, delta, A, B, C = (t.to(cdtype) for t in (u, delta, A, B, C))
+    if delta_bias is not None:
+        delta = delta + rearrange(delta_bias.to(cdtype), "d -> d 1")  # (b, d, L)
+    if delta_softplus:
+        delta = F.softplus(delta)  # threshold 20, as the CUDA kernel
+    return u, delta, A, B, C
+
+
+def _finish(y: Tensor, u: Tensor, D: Tensor | None, z: Tensor | None, out_dtype: torch.dtype) -> Tensor:
+    """Add the skip ``D · u``, gate with SiLU(z) and cast to the output dtype."""
+    if D is not None:
+        y = y + u * rearrange(D.to(y.dtype), "d -> d 1")  # (b, d, L)
+    if z is not None:
+        y = y * F.silu(z.to(y.dtype))  # (b, d, L)
+    return y.to(out_dtype)
+
+
+def _per_channel(X: Tensor, b: int, d: int, L: int) -> Tensor:
+    """Broadcast a (d, N) or (b, G, N, L) B/C to a (b, d, N, L) view (no copy)."""
+    if X.dim() == 2:
+        return rearrange(X, "d n -> 1 d n 1").expand(b, d, X.shape[1], L)
+    G = X.shape[1]
+    return rearrange(X, "b g n l -> b g 1 n l").expand(-1, -1, d // G, -1, -1).reshape(b, d, X.shape[2], L)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 1. Sequential reference
+# ---------------------------------------------------------------------------------------------------------
+def selective_scan_ref(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Sequential selective scan, one time step per loop iteration (same arguments as :func:`selective_scan`).
+
+    Differentiable by autograd. It iterates over ``unbind`` slices: indexing ``x[:, :, t]`` inside the loop
+    would make the backward quadratic in L.
+    """
+    out_dtype = u.dtype
+    u, delta, A, B, C = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
+    b, d, L = u.shape
+    A_bar = torch.exp(torch.einsum("bdl,dn->bdln", delta, A))  # (b, d, L, N)  exp(Δ A)
+    Bu_bar = torch.einsum("bdl,bdnl->bdln", delta * u, _per_channel(B, b, d, L))  # (b, d, L, N)  Δ B u
+    C_full = rearrange(_per_channel(C, b, d, L), "b d n l -> b d l n")  # (b, d, L, N)
+    h = u.new_zeros(b, d, A.shape[1])  # (b, d, N)
+    ys = []
+    for A_t, Bu_t, C_t in zip(A_bar.unbind(2), Bu_bar.unbind(2), C_full.unbind(2)):
+        h = A_t * h + Bu_t  # (b, d, N)
+        ys.append(torch.einsum("bdn,bdn->bd", h, C_t))  # (b, d)
+    out = _finish(torch.stack(ys, dim=-1), u, D, z, out_dtype)  # (b, d, L)
+    return (out, h.detach()) if return_last_state else out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 2. Fast PyTorch path: chunked sequential scan with a hand-derived backward
+# ---------------------------------------------------------------------------------------------------------
+# Layout: a chunk of states is (T, b, G, N, H) with d = G·H channels innermost, so that sums over the state
+# index n are vectorised over channels and the per-(t, b, g) contractions are small contiguous matmuls.
+def _operand(X: Tensor, G: int, t0: int, t1: int) -> Tensor:
+    """B or C for steps t0..t1, broadcastable to a chunk of states (T, b, G, N, H)."""
+    if X.dim() == 2:  # (d, N), constant over time
+        return rearrange(X, "(g h) n -> g n h", g=G)  # (G, N, H)
+    return rearrange(X[t0:t1], "t b g n -> t b g n 1")  # (T, b, G, N, 1); X is time-major (L, b, G, N) here
+
+
+def _sum_n(S: Tensor, X: Tensor) -> Tensor:
+    """sum_n X_n · S_n for an operand X from :func:`_operand`: (T, b, G, 1, H)."""
+    if X.dim() == 5:
+        return X.transpose(-1, -2) @ S  # (T, b, G, 1, H)
+    return (S * X).sum(-2, keepdim=True)  # (T, b, G, 1, H)
+
+
+def _operand_grad(w: Tensor, S: Tensor, time_varying: bool) -> Tensor:
+    """Gradient of a B/C operand given per-channel weights w (T, b, G, 1, H) and states-like S (T, b, G, N, H)."""
+    if time_varying:
+        return S @ w.transpose(-1, -2)  # (T, b, G, N, 1)  sum over the channels of a group
+    return (w * S).sum((0, 1))  # (G, N, H)  and over time and batch
+
+
+def _add_operand_grad(total: Tensor, part: Tensor, t0: int, t1: int) -> None:
+    """Put a chunk's B/C gradient into ``total``: (d, N) accumulates, time-major (L, b, G, N) is filled."""
+    if total.dim() == 2:
+        total += rearrange(part, "g n h -> (g h) n")
+    else:
+        total[t0:t1] = rearrange(part, "t b g n 1 -> t b g n")
+
+
+def _scan_chunk(
+    x: Tensor, delta: Tensor, A5: Tensor, B: Tensor, t0: int, t1: int, h0: Tensor, S: Tensor, A_bar: Tensor
+) -> None:
+    """Fill ``S`` with the states h_t, t0 <= t < t1, from h_{t0-1} = h0, and ``A_bar`` with exp(Δ_t A).
+
+    Args:
+        x, delta: time-major Δ·u and Δ (L, b, d).
+        A5: A as (G, N, H).
+        B: (d, N) or time-major (L, b, G, N).
+        h0: (b, G, N, H).
+        S, A_bar: output buffers (T, b, G, N, H).
+    """
+    G = A5.shape[0]
+    x5 = rearrange(x[t0:t1], "t b (g h) -> t b g 1 h", g=G)  # (T, b, G, 1, H)
+    delta5 = rearrange(delta[t0:t1], "t b (g h) -> t b g 1 h", g=G)  # (T, b, G, 1, H)
+    torch.mul(delta5, A5, out=A_bar).exp_()  # (T, b, G, N, H)
+    torch.mul(x5, _operand(B, G, t0, t1), out=S)  # (T, b, G, N, H)  Δ u B, then the states in place
+    Ss, As = S.unbind(0), A_bar.unbind(0)
+    Ss[0].addcmul_(As[0], h0)
+    for t in range(1, t1 - t0):
+        Ss[t].addcmul_(As[t], Ss[t - 1])
+
+
+class _ChunkedScanFn(torch.autograd.Function):
+    """y_t = <C_t, h_t>, h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t u_t B_t, on time-major (L, b, d) operands.
+
+    Forward keeps h only at the start of each chunk of T steps. Backward, chunk by chunk from the end,
+    recomputes the chunk's states and runs the adjoint recurrence backwards in time,
+    g_t = C_t y'_t + exp(Δ_{t+1} A) ⊙ g_{t+1}   (g_t = dLoss/dh_t),
+    then reads every gradient off g, h and h_{t-1}: d(Δu)_t = <g_t, B_t>, dB_t = Σ_d g_t Δ_t u_t,
+    dC_t = Σ_d y'_t h_t and, with X_t = g_t ⊙ exp(Δ_t A) ⊙ h_{t-1}, dΔ_t = <X_t, A>, dA = Σ_{b,t} X_t Δ_t.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, groups: int, chunk: int):
+        """x = Δ·u and delta: (L, b, d); A: (d, N); B, C: (d, N) or time-major (L, b, G, N)."""
+        L, b, d = x.shape
+        G, N = groups, A.shape[1]
+        A5 = rearrange(A, "(g h) n -> g n h", g=G)  # (G, N, H)
+        n_chunks = -(-L // chunk)
+        checkpoints = x.new_empty(n_chunks, b, G, N, d // G)  # h before each chunk
+        checkpoints[0].zero_()
+        S, A_bar = (x.new_empty(min(chunk, L), b, G, N, d // G) for _ in range(2))  # (T, b, G, N, H)
+        y = x.new_empty(L, b, d)
+        for c in range(n_chunks):
+            t0, t1 = c * chunk, min(L, (c + 1) * chunk)
+            S_c = S[: t1 - t0]
+            _scan_chunk(x, delta, A5, B, t0, t1, checkpoints[c], S_c, A_bar[: t1 - t0])
+            y[t0:t1] = rearrange(_sum_n(S_c, _operand(C, G, t0, t1)), "t b g 1 h -> t b (g h)")
+            if c + 1 < n_chunks:
+                checkpoints[c + 1] = S_c[-1]
+        last = rearrange(S_c[-1], "b g n h -> b (g h) n").clone()  # (b, d, N)
+        ctx.save_for_backward(x, delta, A, B, C, checkpoints)
+        ctx.groups, ctx.chunk = G, chunk
+        ctx.mark_non_differentiable(last)
+        return y, last
+
+    @staticmethod
+    def backward(ctx, dy: Tensor, _dlast: Tensor | None):
+        x, delta, A, B, C, checkpoints = ctx.saved_tensors
+        G, chunk = ctx.groups, ctx.chunk
+        L, b, d = x.shape
+        A5 = rearrange(A, "(g h) n -> g n h", g=G)  # (G, N, H)
+        dy = dy.contiguous()
+        dx, ddelta = torch.empty_like(x), torch.empty_like(delta)  # (L, b, d)
+        dA = torch.zeros_like(A5)  # (G, N, H)
+        dB = torch.zeros_like(B) if ctx.needs_input_grad[3] else None
+        dC = torch.zeros_like(C) if ctx.needs_input_grad[4] else None
+        S_buf, A_buf, g_buf = (x.new_empty(min(chunk, L), *checkpoints.shape[1:]) for _ in range(3))
+        carry = None  # exp(Δ_{t1} A) ⊙ g_{t1}: what the next chunk's first step sends back
+        for c in reversed(range(checkpoints.shape[0])):
+            t0, t1 = c * chunk, min(L, (c + 1) * chunk)
+            S, A_bar, g = S_buf[: t1 - t0], A_buf[: t1 - t0], g_buf[: t1 - t0]  # (T, b, G, N, H)
+            h0 = checkpoints[c]  # (b, G, N, H)
+            _scan_chunk(x, delta, A5, B, t0, t1, h0, S, A_bar)
+            dy5 = rearrange(dy[t0:t1], "t b (g h) -> t b g 1 h", g=G)  # (T, b, G, 1, H)
+            if dC is not None:
+                _add_operand_grad(dC, _operand_grad(dy5, S, C.dim() > 2), t0, t1)
+            torch.mul(dy5, _operand(C, G, t0, t1), out=g)  # (T, b, G, N, H)  direct part C_t y'_t
+            if carry is not None:
+                g[-1] += carry
+            gs, As = g.unbind(0), A_bar.unbind(0)
+            for t in range(t1 - t0 - 2, -1, -1):  # adjoint recurrence, backwards in time
+                gs[t].addcmul_(As[t + 1], gs[t + 1])
+            dx[t0:t1] = rearrange(_sum_n(g, _operand(B, G, t0, t1)), "t b g 1 h -> t b (g h)")
+            if dB is not None:
+                x5 = rearrange(x[t0:t1], "t b (g h) -> t b g 1 h", g=G)  # (T, b, G, 1, H)
+                _add_operand_grad(dB, _operand_grad(x5, g, B.dim() > 2), t0, t1)
+            g.mul_(A_bar)  # g_t ⊙ exp(Δ_t A)
+            carry = g[0].clone()
+            g[1:].mul_(S[:-1])  # X_t = g_t ⊙ exp(Δ_t A) ⊙ h_{t-1}
+            g[0].mul_(h0)
+            delta5 = rearrange(delta[t0:t1], "t b (g h) -> t b g 1 h", g=G)  # (T, b, G, 1, H)
+            dA += torch.mul(g, delta5, out=A_bar).sum((0, 1))  # A_bar is free now: scratch
+            ddelta[t0:t1] = rearrange(torch.mul(g, A5, out=A_bar).sum(-2), "t b g h -> t b (g h)")
+        return dx, ddelta, rearrange(dA, "g n h -> (g h) n"), dB, dC, None, None
+
+
+def _chunk_length(b: int, d: int, N: int, L: int) -> int:
+    """Steps per chunk so that one (T, b, d, N) buffer holds about ``_CHUNK_ELEMENTS`` values."""
+    return max(1, min(L, _CHUNK_ELEMENTS // max(1, b * d * N)))
+
+
+def selective_scan_torch(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+    chunk: int | None = None,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Fast selective scan in plain PyTorch (CPU or GPU); arguments as :func:`selective_scan`.
+
+    Args:
+        chunk: steps per chunk (default: sized from b·d·N, see ``_CHUNK_ELEMENTS``); results do not depend on it.
+    """
+    out_dtype = u.dtype
+    u, delta, A, B, C = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
+    b, d, L = u.shape
+    G = math.lcm(*(X.shape[1] for X in (B, C) if X.dim() == 4))  # 1 when both are constant
+    chunk = chunk or _chunk_length(b, d, A.shape[1], L)
+    x_t = rearrange(delta * u, "b d l -> l b d").contiguous()  # (L, b, d)  Δ u
+    delta_t = rearrange(delta, "b d l -> l b d").contiguous()  # (L, b, d)
+    B_t, C_t = (X if X.dim() == 2 else _time_major(X, G) for X in (B, C))
+    y_t, last = _ChunkedScanFn.apply(x_t, delta_t, A, B_t, C_t, G, chunk)
+    out = _finish(rearrange(y_t, "l b d -> b d l"), u, D, z, out_dtype)  # (b, d, L)
+    return (out, last) if return_last_state else out
+
+
+def _time_major(X: Tensor, G: int) -> Tensor:
+    """(b, g, N, L) -> (L, b, G, N) contiguous, repeating each of the g groups G/g times."""
+    X = rearrange(X, "b g n l -> l b g n")  # (L, b, g, N)
+    return X.repeat_interleave(G // X.shape[2], dim=2).contiguous()  # (L, b, G, N)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 3. mamba_ssm's CUDA kernel
+# ---------------------------------------------------------------------------------------------------------
+def selective_scan_mamba_cuda(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """``mamba_ssm``'s fused CUDA selective scan (arguments as :func:`selective_scan`)."""
+    fn = _mamba_ssm_scan_fn()
+    if fn is None or not u.is_cuda:
+        raise RuntimeError(
+            "selective_scan: backend 'mamba_ssm_cuda' needs CUDA tensors and an importable mamba_ssm "
+            "(pip install 'm2restore[cuda]' on a CUDA machine); use backend='auto' to fall back to torch_fast"
+        )
+    return fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
