@@ -45,7 +45,8 @@ def test_psnr_matches_skimage(crop):
     pred, target = _pair(2)
     p, t = prepare(pred, crop), prepare(target, crop)
     ref_rgb = peak_signal_noise_ratio(_hwc(t), _hwc(p), data_range=1.0)
-    ref_y = peak_signal_noise_ratio(rgb_to_y(t)[0, 0].double().numpy(), rgb_to_y(p)[0, 0].double().numpy(), data_range=1)
+    y_t, y_p = rgb_to_y(t)[0, 0].double().numpy(), rgb_to_y(p)[0, 0].double().numpy()
+    ref_y = peak_signal_noise_ratio(y_t, y_p, data_range=1.0)
     assert psnr(p, t, "rgb").item() == pytest.approx(ref_rgb, abs=1e-4)
     assert psnr(p, t, "y").item() == pytest.approx(ref_y, abs=1e-4)
     scores = MetricSet(["psnr"], crop_border=crop)(pred, target)
@@ -54,7 +55,7 @@ def test_psnr_matches_skimage(crop):
 
 def test_ssim_matches_skimage():
     pred, target = _pair(3)
-    opts = dict(data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    opts = {"data_range": 255, "gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False}
     ref_rgb = structural_similarity(_hwc(target) * 255, _hwc(pred) * 255, channel_axis=2, **opts)
     y_t = np.round(rgb_to_y(target)[0, 0].double().numpy() * 255)  # pyiqa rounds Y to 8-bit levels like MATLAB
     y_p = np.round(rgb_to_y(pred)[0, 0].double().numpy() * 255)

@@ -107,11 +107,17 @@ def make_checkpoint(
     return ckpt
 
 
+_OFFICIAL_HINT = "For an official PromptIR/AdaIR checkpoint pass --model (e.g. --model promptir or --model adair)."
+
+
 def _torch_load(path: Path, map_location: Any) -> Any:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
-        raise CheckpointError(f"{path}: not a readable m2restore checkpoint ({type(e).__name__}: {e})") from e
+        raise CheckpointError(
+            f"{path} is not an m2restore checkpoint (torch.load with weights_only=True: {type(e).__name__}). "
+            f"{_OFFICIAL_HINT}"
+        ) from e
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
@@ -121,10 +127,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         raise CheckpointError(f"checkpoint not found: {path}")
     ckpt = _torch_load(path, map_location)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(
-            f"{path} is not an m2restore checkpoint. For an official PromptIR/AdaIR checkpoint pass --model "
-            "(e.g. --model promptir or --model adair)."
-        )
+        raise CheckpointError(f"{path} is not an m2restore checkpoint. {_OFFICIAL_HINT}")
     if ckpt.get("version", 0) > VERSION:
         raise CheckpointError(f"{path}: checkpoint version {ckpt['version']} is newer than this code ({VERSION})")
     return ckpt

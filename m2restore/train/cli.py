@@ -93,12 +93,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume and saved.is_file():
             # continue the run as it was configured; flags and --set given now still apply on top
             cfg = build_config(load_yaml(saved), config_file, args.overrides, **fields)
-        result = Trainer(cfg).fit()
+        trainer = Trainer(cfg)
+        result = trainer.fit()
     except (ConfigError, DatasetError, CheckpointError, RunExistsError, FileNotFoundError) as e:
         print(f"m2restore train: {e}", file=sys.stderr)
         return 2
     if result.stopped == "nan":
         return 1
+    if not trainer.is_main:
+        return 0
     best = f", best val PSNR {result.best_metric:.2f} dB at step {result.best_step}" if result.best_metric else ""
     print(f"trained {result.steps} steps in {result.wall_time_s:.0f} s{best}; run folder {result.run_dir}")
     return 0

@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import os
 import random
 import time
 from collections import defaultdict
@@ -141,11 +142,13 @@ def _make_accelerator(precision: str, find_unused: bool) -> Any:
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from accelerate.state import AcceleratorState, PartialState
 
-    if PartialState().num_processes == 1:
+    if PartialState._shared_state.get("num_processes") == 1:
         # single process (notebooks, tests): allow a new precision for each run in the same interpreter
         AcceleratorState._reset_state()
+    # several CPU processes (torchrun / accelerate launch without GPUs) need accelerate's gloo backend
+    cpu_ddp = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
     return Accelerator(
-        mixed_precision=_resolve_precision(precision),
+        cpu=cpu_ddp, mixed_precision=_resolve_precision(precision),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused)],
     )
 
@@ -155,6 +158,16 @@ def _seed_worker(worker_id: int) -> None:
     s = torch.initial_seed() % 2**32
     random.seed(s)
     np.random.seed(s)
+
+
+def _types_of(ds: Dataset) -> list[str]:
+    """Degradation type of every item: ``ds.types`` (also through a Subset) or, failing that, each item's 'type'."""
+    if isinstance(ds, torch.utils.data.Subset) and hasattr(ds.dataset, "types"):
+        base = ds.dataset.types
+        return [base[i] for i in ds.indices]
+    if hasattr(ds, "types") and len(ds.types) == len(ds):
+        return list(ds.types)
+    return [ds[i]["type"] for i in range(len(ds))]
 
 
 def _centre_crop(x: Tensor, size: int | None) -> Tensor:
@@ -239,6 +252,7 @@ class Trainer:
         """Refuse to overwrite an existing run unless resuming; return the checkpoint to resume from."""
         run = self.run_dir
         taken = (run / "config.yaml").exists() or (run / "checkpoints").exists()
+        self.accelerator.wait_for_everyone()  # every process looks before the main one creates anything
         if taken and not cfg.resume:
             raise RunExistsError(f"run folder {run} already holds a run. Continue it with --resume auto "
                                  "(resume='auto'), or write a new run with another --out.")
@@ -346,16 +360,15 @@ class Trainer:
 
         n = len(self.val_set)
         psnrs = torch.zeros(n, dtype=torch.float64, device=self.device)
-        types: list[str] = [""] * n
+        types = _types_of(self.val_set)  # read from the file lists when possible, not by loading images
         size = self.cfg.data.val_patch_size
         ema = self.ema.applied(self.unwrapped) if self.ema is not None else contextlib.nullcontext()
         with forked_rng(), ema:
             self.unwrapped.eval()
             for i in range(n):
-                item = self.val_set[i]
-                types[i] = item["type"]
                 if i % self.world != self.rank:
                     continue
+                item = self.val_set[i]
                 x = _centre_crop(item["input"], size)[None].to(self.device)  # (1, 3, h, w)
                 y = _centre_crop(item["target"], size)[None]  # (1, 3, h, w)
                 with self.accelerator.autocast():
@@ -431,7 +444,8 @@ class Trainer:
             if self.step % t.log_interval == 0 or self.step == self.total_steps:
                 row = {**logs, **{k: v / window_steps for k, v in window.items()}}
                 row["sec_per_step"] = window_time / window_steps
-                row["images_per_sec"] = window_steps * t.grad_accum * self.cfg.data.batch_size * self.world / window_time
+                images = window_steps * t.grad_accum * self.cfg.data.batch_size * self.world
+                row["images_per_sec"] = images / window_time
                 for cb in self.callbacks:
                     cb.on_log(self, row)
                 window, window_steps, window_time = defaultdict(float), 0, 0.0
