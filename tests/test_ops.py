@@ -22,8 +22,14 @@ F64 = torch.float64
 
 
 def make_inputs(
-    b: int = 2, d: int = 8, L: int = 13, N: int = 4, B_layout: str = "var", C_layout: str = "var",
-    dtype: torch.dtype = F64, seed: int = 0,
+    b: int = 2,
+    d: int = 8,
+    L: int = 13,
+    N: int = 4,
+    B_layout: str = "var",
+    C_layout: str = "var",
+    dtype: torch.dtype = F64,
+    seed: int = 0,
 ) -> dict[str, torch.Tensor]:
     """Random scan inputs that require grad; layouts "const" (d, N), "var" (b, N, L) or "gK" (b, K, N, L)."""
     g = torch.Generator().manual_seed(seed)
@@ -54,8 +60,17 @@ def make_inputs(
 def run(fn, inp: dict[str, torch.Tensor], use: tuple[str, ...], softplus: bool, **kwargs) -> tuple:
     """Call a scan with only the optional arguments in ``use``; return (out, last_state)."""
     opt = {k: inp[k] for k in ("D", "z", "delta_bias") if k in use}
-    return fn(inp["u"], inp["delta"], inp["A"], inp["B"], inp["C"], **opt, delta_softplus=softplus,
-              return_last_state=True, **kwargs)
+    return fn(
+        inp["u"],
+        inp["delta"],
+        inp["A"],
+        inp["B"],
+        inp["C"],
+        **opt,
+        delta_softplus=softplus,
+        return_last_state=True,
+        **kwargs,
+    )
 
 
 def grads(out: torch.Tensor, inp: dict[str, torch.Tensor], names: list[str]) -> list[torch.Tensor]:
@@ -79,8 +94,9 @@ def test_reference_matches_closed_form() -> None:
     inp = {k: v.detach() for k, v in make_inputs(b=1, d=3, L=6, N=2, B_layout="var", C_layout="g1").items()}
     u, A, B, C, D = inp["u"], inp["A"], inp["B"], inp["C"][:, 0], inp["D"]
     delta = F.softplus(inp["delta"] + inp["delta_bias"][:, None])
-    out, last = selective_scan_ref(u, inp["delta"], A, B, inp["C"], D, delta_bias=inp["delta_bias"],
-                                   delta_softplus=True, return_last_state=True)
+    out, last = selective_scan_ref(
+        u, inp["delta"], A, B, inp["C"], D, delta_bias=inp["delta_bias"], delta_softplus=True, return_last_state=True
+    )
     L = u.shape[-1]
     expected = torch.zeros_like(u)
     h_last = torch.zeros(1, 3, 2, dtype=F64)
@@ -242,7 +258,7 @@ def test_mamba_initialisation() -> None:
 
 def mamba_from_scratch(m: Mamba, x: torch.Tensor) -> torch.Tensor:
     """mamba_ssm.Mamba's non-fused forward, written out with plain torch ops and the sequential reference scan."""
-    L, E, R, N = x.shape[1], m.d_inner, m.dt_rank, m.d_state
+    E, R, N = m.d_inner, m.dt_rank, m.d_state
     xz = F.linear(x, m.in_proj.weight, m.in_proj.bias)  # (B, L, 2E)
     xs, z = xz[..., :E].transpose(1, 2), xz[..., E:].transpose(1, 2)  # (B, E, L) each
     xs = F.pad(xs, (m.d_conv - 1, 0))  # causal: left padding only

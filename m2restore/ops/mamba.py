@@ -24,13 +24,11 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 from einops import rearrange, repeat
-from torch import Tensor
+from torch import Tensor, nn
 
 from .selective_scan import scan_backend, selective_scan
 
@@ -100,8 +98,13 @@ class Mamba(nn.Module):
 
         self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=bias, **factory)
         self.conv1d = nn.Conv1d(
-            self.d_inner, self.d_inner, kernel_size=d_conv, groups=self.d_inner, padding=d_conv - 1,
-            bias=conv_bias, **factory,
+            self.d_inner,
+            self.d_inner,
+            kernel_size=d_conv,
+            groups=self.d_inner,
+            padding=d_conv - 1,
+            bias=conv_bias,
+            **factory,
         )
         self.activation = "silu"
         self.act = nn.SiLU()
@@ -159,9 +162,19 @@ class Mamba(nn.Module):
         if self.path(hidden_states) == "mamba_ssm_fused":
             mamba_inner_fn, _ = _fused_kernels()
             return mamba_inner_fn(
-                xz, self.conv1d.weight, self.conv1d.bias, self.x_proj.weight, self.dt_proj.weight,
-                self.out_proj.weight, self.out_proj.bias, A, None, None, self.D.float(),
-                delta_bias=self.dt_proj.bias.float(), delta_softplus=True,
+                xz,
+                self.conv1d.weight,
+                self.conv1d.bias,
+                self.x_proj.weight,
+                self.dt_proj.weight,
+                self.out_proj.weight,
+                self.out_proj.bias,
+                A,
+                None,
+                None,
+                self.D.float(),
+                delta_bias=self.dt_proj.bias.float(),
+                delta_softplus=True,
             )
         x, z = xz.chunk(2, dim=1)  # (B, d_inner, L) each
         x = self._causal_conv(x)  # (B, d_inner, L)

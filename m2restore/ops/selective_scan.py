@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -212,55 +212,53 @@ def selective_scan_ref(
 # ---------------------------------------------------------------------------------------------------------
 # Layout: a chunk of states is (T, b, G, N, H) with d = G·H channels innermost, so that sums over the state
 # index n are vectorised over channels and the per-(t, b, g) contractions are small contiguous matmuls.
-def _operand(X: Tensor, G: int, t0: int, t1: int) -> Tensor:
-    """B or C for steps t0..t1, broadcastable to a chunk of states (T, b, G, N, H)."""
-    if X.dim() == 2:  # (d, N), constant over time
+# Per-channel sequences are viewed as (L, b, G, 1, H); B and C as (L, b, G, N, 1), or (G, N, H) if constant.
+def _channels5(X: Tensor, G: int) -> Tensor:
+    """(L, b, d) -> (L, b, G, 1, H) view."""
+    return rearrange(X, "t b (g h) -> t b g 1 h", g=G)
+
+
+def _operand5(X: Tensor, G: int) -> Tensor:
+    """B or C, broadcastable to states: time-major (L, b, G, N) -> (L, b, G, N, 1) view, or (d, N) -> (G, N, H)."""
+    if X.dim() == 2:
         return rearrange(X, "(g h) n -> g n h", g=G)  # (G, N, H)
-    return rearrange(X[t0:t1], "t b g n -> t b g n 1")  # (T, b, G, N, 1); X is time-major (L, b, G, N) here
+    return rearrange(X, "t b g n -> t b g n 1")  # (L, b, G, N, 1)
 
 
-def _sum_n(S: Tensor, X: Tensor) -> Tensor:
-    """sum_n X_n · S_n for an operand X from :func:`_operand`: (T, b, G, 1, H)."""
-    if X.dim() == 5:
-        return X.transpose(-1, -2) @ S  # (T, b, G, 1, H)
-    return (S * X).sum(-2, keepdim=True)  # (T, b, G, 1, H)
+def _steps(X5: Tensor, t0: int, t1: int) -> Tensor:
+    """Steps t0..t1 of an operand from :func:`_operand5` (a constant one is returned whole)."""
+    return X5 if X5.dim() == 3 else X5[t0:t1]
+
+
+def _sum_n(S: Tensor, X5: Tensor) -> Tensor:
+    """sum_n X_n · S_n: states (T, b, G, N, H) and a B/C operand -> (T, b, G, 1, H)."""
+    if X5.dim() == 5:
+        return X5.transpose(-1, -2) @ S  # (T, b, G, 1, H)  one small matmul per (t, b, g)
+    return (S * X5).sum(-2, keepdim=True)  # (T, b, G, 1, H)
 
 
 def _operand_grad(w: Tensor, S: Tensor, time_varying: bool) -> Tensor:
-    """Gradient of a B/C operand given per-channel weights w (T, b, G, 1, H) and states-like S (T, b, G, N, H)."""
+    """Gradient of a B/C operand from per-channel weights w (T, b, G, 1, H) and S (T, b, G, N, H)."""
     if time_varying:
         return S @ w.transpose(-1, -2)  # (T, b, G, N, 1)  sum over the channels of a group
     return (w * S).sum((0, 1))  # (G, N, H)  and over time and batch
 
 
-def _add_operand_grad(total: Tensor, part: Tensor, t0: int, t1: int) -> None:
-    """Put a chunk's B/C gradient into ``total``: (d, N) accumulates, time-major (L, b, G, N) is filled."""
-    if total.dim() == 2:
-        total += rearrange(part, "g n h -> (g h) n")
-    else:
-        total[t0:t1] = rearrange(part, "t b g n 1 -> t b g n")
-
-
-def _scan_chunk(
-    x: Tensor, delta: Tensor, A5: Tensor, B: Tensor, t0: int, t1: int, h0: Tensor, S: Tensor, A_bar: Tensor
-) -> None:
-    """Fill ``S`` with the states h_t, t0 <= t < t1, from h_{t0-1} = h0, and ``A_bar`` with exp(Δ_t A).
+def _scan_chunk(x5: Tensor, delta5: Tensor, A5: Tensor, B5: Tensor, h0: Tensor, S: Tensor, A_bar: Tensor) -> None:
+    """Fill ``S`` with the states of one chunk, starting from the state ``h0`` before it, and ``A_bar`` with exp(Δ A).
 
     Args:
-        x, delta: time-major Δ·u and Δ (L, b, d).
+        x5, delta5: the chunk's Δ·u and Δ (T, b, G, 1, H).
         A5: A as (G, N, H).
-        B: (d, N) or time-major (L, b, G, N).
+        B5: the chunk's B (T, b, G, N, 1) or constant (G, N, H).
         h0: (b, G, N, H).
         S, A_bar: output buffers (T, b, G, N, H).
     """
-    G = A5.shape[0]
-    x5 = rearrange(x[t0:t1], "t b (g h) -> t b g 1 h", g=G)  # (T, b, G, 1, H)
-    delta5 = rearrange(delta[t0:t1], "t b (g h) -> t b g 1 h", g=G)  # (T, b, G, 1, H)
     torch.mul(delta5, A5, out=A_bar).exp_()  # (T, b, G, N, H)
-    torch.mul(x5, _operand(B, G, t0, t1), out=S)  # (T, b, G, N, H)  Δ u B, then the states in place
+    torch.mul(x5, B5, out=S)  # (T, b, G, N, H)  Δ u B, turned into the states in place
     Ss, As = S.unbind(0), A_bar.unbind(0)
     Ss[0].addcmul_(As[0], h0)
-    for t in range(1, t1 - t0):
+    for t in range(1, S.shape[0]):
         Ss[t].addcmul_(As[t], Ss[t - 1])
 
 
@@ -278,65 +276,86 @@ class _ChunkedScanFn(torch.autograd.Function):
     def forward(ctx, x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, groups: int, chunk: int):
         """x = Δ·u and delta: (L, b, d); A: (d, N); B, C: (d, N) or time-major (L, b, G, N)."""
         L, b, d = x.shape
-        G, N = groups, A.shape[1]
-        A5 = rearrange(A, "(g h) n -> g n h", g=G)  # (G, N, H)
-        n_chunks = -(-L // chunk)
-        checkpoints = x.new_empty(n_chunks, b, G, N, d // G)  # h before each chunk
+        G, N, T = groups, A.shape[1], min(chunk, L)
+        x5, delta5, A5, B5, C5 = (
+            _channels5(x, G),
+            _channels5(delta, G),
+            _operand5(A, G),
+            _operand5(B, G),
+            _operand5(C, G),
+        )
+        n_chunks = -(-L // T)
+        checkpoints = x.new_empty(n_chunks, b, G, N, d // G)  # the state before each chunk
         checkpoints[0].zero_()
-        S, A_bar = (x.new_empty(min(chunk, L), b, G, N, d // G) for _ in range(2))  # (T, b, G, N, H)
+        S_buf, A_buf = (x.new_empty(T, b, G, N, d // G) for _ in range(2))
         y = x.new_empty(L, b, d)
+        y5 = _channels5(y, G)
         for c in range(n_chunks):
-            t0, t1 = c * chunk, min(L, (c + 1) * chunk)
-            S_c = S[: t1 - t0]
-            _scan_chunk(x, delta, A5, B, t0, t1, checkpoints[c], S_c, A_bar[: t1 - t0])
-            y[t0:t1] = rearrange(_sum_n(S_c, _operand(C, G, t0, t1)), "t b g 1 h -> t b (g h)")
+            t0, t1 = c * T, min(L, (c + 1) * T)
+            S = S_buf[: t1 - t0]  # (T, b, G, N, H)
+            _scan_chunk(x5[t0:t1], delta5[t0:t1], A5, _steps(B5, t0, t1), checkpoints[c], S, A_buf[: t1 - t0])
+            y5[t0:t1] = _sum_n(S, _steps(C5, t0, t1))
             if c + 1 < n_chunks:
-                checkpoints[c + 1] = S_c[-1]
-        last = rearrange(S_c[-1], "b g n h -> b (g h) n").clone()  # (b, d, N)
+                checkpoints[c + 1] = S[-1]
+        last = rearrange(S[-1], "b g n h -> b (g h) n").clone()  # (b, d, N)
         ctx.save_for_backward(x, delta, A, B, C, checkpoints)
-        ctx.groups, ctx.chunk = G, chunk
+        ctx.groups, ctx.chunk = G, T
         ctx.mark_non_differentiable(last)
         return y, last
 
     @staticmethod
     def backward(ctx, dy: Tensor, _dlast: Tensor | None):
         x, delta, A, B, C, checkpoints = ctx.saved_tensors
-        G, chunk = ctx.groups, ctx.chunk
-        L, b, d = x.shape
-        A5 = rearrange(A, "(g h) n -> g n h", g=G)  # (G, N, H)
-        dy = dy.contiguous()
+        G, T = ctx.groups, ctx.chunk
+        L = x.shape[0]
+        x5, delta5, A5, B5, C5 = (
+            _channels5(x, G),
+            _channels5(delta, G),
+            _operand5(A, G),
+            _operand5(B, G),
+            _operand5(C, G),
+        )
+        dy5 = _channels5(dy.contiguous(), G)  # (L, b, G, 1, H)
         dx, ddelta = torch.empty_like(x), torch.empty_like(delta)  # (L, b, d)
-        dA = torch.zeros_like(A5)  # (G, N, H)
+        dx5, ddelta5 = _channels5(dx, G), _channels5(ddelta, G)
+        dA5 = torch.zeros_like(A5)  # (G, N, H)
         dB = torch.zeros_like(B) if ctx.needs_input_grad[3] else None
         dC = torch.zeros_like(C) if ctx.needs_input_grad[4] else None
-        S_buf, A_buf, g_buf = (x.new_empty(min(chunk, L), *checkpoints.shape[1:]) for _ in range(3))
+        dB5, dC5 = (None if t is None else _operand5(t, G) for t in (dB, dC))
+        S_buf, A_buf, g_buf = (x.new_empty(T, *checkpoints.shape[1:]) for _ in range(3))
         carry = None  # exp(Δ_{t1} A) ⊙ g_{t1}: what the next chunk's first step sends back
         for c in reversed(range(checkpoints.shape[0])):
-            t0, t1 = c * chunk, min(L, (c + 1) * chunk)
+            t0, t1 = c * T, min(L, (c + 1) * T)
             S, A_bar, g = S_buf[: t1 - t0], A_buf[: t1 - t0], g_buf[: t1 - t0]  # (T, b, G, N, H)
             h0 = checkpoints[c]  # (b, G, N, H)
-            _scan_chunk(x, delta, A5, B, t0, t1, h0, S, A_bar)
-            dy5 = rearrange(dy[t0:t1], "t b (g h) -> t b g 1 h", g=G)  # (T, b, G, 1, H)
-            if dC is not None:
-                _add_operand_grad(dC, _operand_grad(dy5, S, C.dim() > 2), t0, t1)
-            torch.mul(dy5, _operand(C, G, t0, t1), out=g)  # (T, b, G, N, H)  direct part C_t y'_t
+            B_c, C_c, dy_c = _steps(B5, t0, t1), _steps(C5, t0, t1), dy5[t0:t1]
+            _scan_chunk(x5[t0:t1], delta5[t0:t1], A5, B_c, h0, S, A_bar)
+            if dC5 is not None:
+                _add_operand_grad(dC5, _operand_grad(dy_c, S, C.dim() > 2), t0, t1)
+            torch.mul(dy_c, C_c, out=g)  # (T, b, G, N, H)  direct part C_t y'_t
             if carry is not None:
                 g[-1] += carry
             gs, As = g.unbind(0), A_bar.unbind(0)
             for t in range(t1 - t0 - 2, -1, -1):  # adjoint recurrence, backwards in time
                 gs[t].addcmul_(As[t + 1], gs[t + 1])
-            dx[t0:t1] = rearrange(_sum_n(g, _operand(B, G, t0, t1)), "t b g 1 h -> t b (g h)")
-            if dB is not None:
-                x5 = rearrange(x[t0:t1], "t b (g h) -> t b g 1 h", g=G)  # (T, b, G, 1, H)
-                _add_operand_grad(dB, _operand_grad(x5, g, B.dim() > 2), t0, t1)
+            dx5[t0:t1] = _sum_n(g, B_c)
+            if dB5 is not None:
+                _add_operand_grad(dB5, _operand_grad(x5[t0:t1], g, B.dim() > 2), t0, t1)
             g.mul_(A_bar)  # g_t ⊙ exp(Δ_t A)
             carry = g[0].clone()
             g[1:].mul_(S[:-1])  # X_t = g_t ⊙ exp(Δ_t A) ⊙ h_{t-1}
             g[0].mul_(h0)
-            delta5 = rearrange(delta[t0:t1], "t b (g h) -> t b g 1 h", g=G)  # (T, b, G, 1, H)
-            dA += torch.mul(g, delta5, out=A_bar).sum((0, 1))  # A_bar is free now: scratch
-            ddelta[t0:t1] = rearrange(torch.mul(g, A5, out=A_bar).sum(-2), "t b g h -> t b (g h)")
-        return dx, ddelta, rearrange(dA, "g n h -> (g h) n"), dB, dC, None, None
+            dA5 += torch.mul(g, delta5[t0:t1], out=A_bar).sum((0, 1))  # A_bar is free now: scratch
+            torch.sum(torch.mul(g, A5, out=A_bar), -2, keepdim=True, out=ddelta5[t0:t1])
+        return dx, ddelta, rearrange(dA5, "g n h -> (g h) n"), dB, dC, None, None
+
+
+def _add_operand_grad(total5: Tensor, part: Tensor, t0: int, t1: int) -> None:
+    """Add a chunk's B/C gradient to a view from :func:`_operand5`: a constant one sums, a time-major one fills."""
+    if total5.dim() == 3:
+        total5 += part
+    else:
+        total5[t0:t1] = part
 
 
 def _chunk_length(b: int, d: int, N: int, L: int) -> int:
