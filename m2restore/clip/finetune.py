@@ -1,0 +1,409 @@
+"""Degradation-aware CLIP training (DA-CLIP's idea, simplified): teach the image tower to name degradations.
+
+Pairs are (degraded image, caption of its degradation type) from a folder in CDD-11's layout
+(``{train,test}/{clear,<type>}/NNNNNN.png``, read with ``m2restore.data``; ``clear`` is skipped). Two objectives:
+
+- ``ce`` (default): cross-entropy of the scaled cosine logits between the image embedding and the K class
+  text embeddings (each the template ensemble of its captions, recomputed with grad every step, so the text
+  tower trains too). A plain CLIP loss on a batch holding many images of one type treats same-type pairs as
+  negatives; classifying against the K class embeddings has no such false negatives.
+- ``clip``: open_clip's symmetric ``ClipLoss`` on (image, one random caption of its class) pairs.
+
+Training either starts from scratch (``tiny``: m2r-tiny-clip), fine-tunes pretrained weights
+(``openclip:ViT-B-32:laion2b_s34b_b79k`` on a GPU machine with network), or continues a trained prior
+(``tiny:PATH``). The budget is steps and/or wall-clock minutes, whichever ends first; the cosine learning-rate
+schedule follows the larger of the two fractions. ``out/last.pt`` holds weights, optimizer, step, elapsed time,
+RNG and config, so ``resume='auto'`` continues a run; ``out/prior.pt`` is the final weights-only prior that
+``build_prior(checkpoint=...)`` loads.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .prior import CHECKPOINT_FORMAT, CLIP_MEAN, CLIP_STD, DegradationPrior, _from_clip
+from .prompts import ClassPrompts, canonical_name, encode_class_texts, resolve_classes
+
+LAST, FINAL = "last.pt", "prior.pt"
+
+
+@dataclass
+class TrainConfig:
+    """Degradation-aware training of a CLIP prior (every field is a CLI flag of ``m2restore clip train``)."""
+
+    data: str = ""  # dataset root in CDD-11 layout
+    out: str = "runs/clip_prior"
+    source: str = "tiny"  # tiny | openclip:ARCH:TAG | local:ARCH:PATH | tiny:PATH (continue a prior)
+    classes: str = "default"  # prompt-bank selection; the logits span all of them (K=13 by default)
+    captions_per_step: int = 1  # captions drawn per class each step for the ce loss (0: the full ensemble)
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {"vision_cfg.patch_size": 8}
+    loss: str = "ce"  # ce | clip
+    steps: int = 0  # step budget (0: none)
+    minutes: float = 10.0  # wall-clock budget (0: none)
+    batch_size: int = 64
+    lr: float = 1e-3  # 1e-3 from scratch; use ~1e-5 to fine-tune pretrained weights
+    weight_decay: float = 0.05
+    warmup: int = 50  # linear warm-up steps
+    crop_scale: tuple[float, float] = (1.0, 1.0)  # random-resized-crop side fraction of the shorter side
+    flip: bool = True  # random horizontal flips
+    eval_every: int = 0  # steps between test-split evaluations (0: only at the end)
+    seed: int = 0
+    threads: int = 0  # torch CPU threads (0: leave as is)
+    resume: str = "auto"  # auto | PATH | "" (start fresh)
+    progress: bool = True  # tqdm progress bar
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Data: a degradation-labelled folder, held in memory as uint8 tensors
+# --------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class LabelledImages:
+    """Images of one split with class indices into the prior's class list."""
+
+    images: list[torch.Tensor]  # each (3, H, W) uint8
+    labels: torch.Tensor  # (N,) int64 indices into class_names
+    types: list[str]  # the class names present in the split, in dataset order
+    class_names: list[str]
+
+
+def read_split(root: str | Path, split: str, class_names: Sequence[str]) -> LabelledImages:
+    """Read the degraded images of a CDD-11-layout split and label each by its type's class index.
+
+    Args:
+        root: dataset root (``m2restore.data.CDD11`` layout; the types present are used).
+        split: ``train`` or ``test``.
+        class_names: the prior's classes; every type must map to one of them (aliases allowed).
+
+    Returns:
+        The labelled images.
+    """
+    from m2restore.data.datasets import cdd11_pairs
+    from m2restore.data.degrade import CDD11_TYPES
+    from m2restore.data.io import read_image
+
+    folder = Path(root) / split
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no '{split}' split. Expected CDD-11 layout {{train,test}}/<type>/*.png; "
+                                f"build one with m2restore.data.mini.make_mini_cdd11(DIR)")
+    present = [t for t in CDD11_TYPES if (folder / t).is_dir()]
+    index = {name: k for k, name in enumerate(class_names)}
+    images, labels, types = [], [], []
+    for pair in cdd11_pairs(root, split, present):
+        name = canonical_name(pair.type)
+        if name not in index:
+            raise ValueError(f"{folder / pair.type}: type '{pair.type}' is not among the prior's classes "
+                             f"{list(class_names)}; choose a class set that contains it")
+        if name not in types:
+            types.append(name)
+        arr = (read_image(pair.input) * 255.0 + 0.5).astype(np.uint8)  # (H, W, 3)
+        images.append(torch.from_numpy(arr).permute(2, 0, 1).contiguous())  # (3, H, W)
+        labels.append(index[name])
+    if not images:
+        raise FileNotFoundError(f"{folder}: no degraded images found")
+    return LabelledImages(images, torch.tensor(labels), types, list(class_names))
+
+
+def random_crops(images: Sequence[torch.Tensor], size: int, scale: tuple[float, float], flip: bool,
+                 gen: torch.Generator) -> torch.Tensor:
+    """Random square crops (side = a fraction in ``scale`` of the shorter side) resized to ``size``, in [0, 1].
+
+    Args:
+        images: uint8 (3, H, W) images.
+        size: output side.
+        scale: range of the crop side as a fraction of the image's shorter side; (1, 1) keeps native scale.
+        flip: random horizontal flips.
+        gen: the generator all randomness draws from.
+
+    Returns:
+        (B, 3, size, size) float batch.
+    """
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
+    crops = []
+    for img in images:
+        h, w = img.shape[-2:]
+        frac = scale[0] + (scale[1] - scale[0]) * float(torch.rand((), generator=gen))
+        side = max(8, round(min(h, w) * frac))
+        top = int(torch.randint(0, h - side + 1, (), generator=gen))
+        left = int(torch.randint(0, w - side + 1, (), generator=gen))
+        crop = img[:, top:top + side, left:left + side]  # (3, side, side) uint8
+        if side != size:
+            crop = TF.resize(crop, [size, size], interpolation=InterpolationMode.BICUBIC, antialias=True)
+        crops.append(crop)
+    x = torch.stack(crops).float().div_(255.0)  # (B, 3, size, size)
+    if flip:
+        mirror = torch.rand(len(crops), generator=gen) < 0.5  # (B,)
+        x[mirror] = x[mirror].flip(-1)
+    return x
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Model and checkpoints
+# --------------------------------------------------------------------------------------------------------------
+
+def _init_model(cfg: TrainConfig) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any], str]:
+    """The CLIP to train, its open_clip config, its preprocessing and its architecture name."""
+    import open_clip
+
+    from .prior import resolve_pretrained
+    from .tiny import TINY_CLIP, build_clip, model_config
+
+    kind, _, rest = cfg.source.partition(":")
+    pre = {"mean": list(CLIP_MEAN), "std": list(CLIP_STD), "interpolation": "bicubic"}
+    if kind == "tiny" and not rest:
+        mcfg = model_config(TINY_CLIP, cfg.model_overrides)
+        return build_clip(mcfg, seed=cfg.seed), mcfg, pre, TINY_CLIP
+    if kind == "tiny":
+        ckpt = torch.load(rest, map_location="cpu", weights_only=True)
+        model = build_clip(ckpt["model_cfg"])
+        model.load_state_dict(ckpt["model"])
+        return model, ckpt["model_cfg"], ckpt["preprocess"], ckpt["model_name"]
+    if kind in ("openclip", "local"):
+        arch, _, ref = rest.partition(":")
+        pcfg = open_clip.get_pretrained_cfg(arch, ref) if kind == "openclip" else {}
+        weights = resolve_pretrained(arch, ref) if kind == "openclip" else ref
+        mcfg = model_config(arch)
+        if pcfg.get("quick_gelu"):
+            mcfg["quick_gelu"] = True
+        model = open_clip.create_model(arch, pretrained=weights, force_quick_gelu=bool(pcfg.get("quick_gelu")))
+        pre = {"mean": list(pcfg.get("mean", CLIP_MEAN)), "std": list(pcfg.get("std", CLIP_STD)),
+               "interpolation": pcfg.get("interpolation", "bicubic")}
+        return model, mcfg, pre, arch
+    raise ValueError(f"cannot train from source '{cfg.source}' (tiny, tiny:PATH, openclip:ARCH:TAG, local:ARCH:PATH)")
+
+
+def _checkpoint(model: torch.nn.Module, mcfg: dict, pre: dict, arch: str, prompts: Sequence[ClassPrompts],
+                cfg: TrainConfig, step: int, elapsed: float, metrics: dict, optimizer: Any = None) -> dict[str, Any]:
+    from m2restore.train.checkpoint import rng_state
+
+    ckpt = {
+        "format": CHECKPOINT_FORMAT, "model_name": arch, "model_cfg": mcfg, "model": model.state_dict(),
+        "preprocess": pre, "classes": [[p.name, list(p.captions)] for p in prompts], "step": step,
+        "elapsed": elapsed, "metrics": metrics, "config": dataclasses.asdict(cfg),
+    }
+    if optimizer is not None:
+        ckpt["optimizer"] = optimizer.state_dict()
+        ckpt["rng"] = rng_state()
+    return ckpt
+
+
+def prior_from_model(model: torch.nn.Module, mcfg: dict, pre: dict, prompts: Sequence[ClassPrompts],
+                     source: str = "training") -> DegradationPrior:
+    """A frozen prior around a copy of a model being trained (for evaluation during training)."""
+    from copy import deepcopy
+
+    return _from_clip(deepcopy(model), mcfg, list(prompts), source=source, mean=pre["mean"], std=pre["std"],
+                      interpolation=pre["interpolation"])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------------------------
+
+def _sample_prompts(prompts: Sequence[ClassPrompts], n: int, gen: torch.Generator) -> list[ClassPrompts]:
+    """``n`` random captions per class (all of them when ``n`` is 0 or covers the class)."""
+    if n <= 0:
+        return list(prompts)
+    out = []
+    for p in prompts:
+        pick = torch.randperm(len(p.captions), generator=gen)[:n].tolist()
+        out.append(ClassPrompts(p.name, tuple(p.captions[i] for i in pick)))
+    return out
+
+
+def _loss(model: torch.nn.Module, tokenizer: Any, prompts: Sequence[ClassPrompts], x: torch.Tensor,
+          labels: torch.Tensor, kind: str, captions_per_step: int, gen: torch.Generator) -> torch.Tensor:
+    """The training objective on one normalised batch ``x`` (B, 3, S, S) with class indices ``labels`` (B,)."""
+    image = F.normalize(model.encode_image(x), dim=-1)  # (B, E)
+    scale = model.logit_scale.exp().clamp(max=100)
+    if kind == "ce":
+        text = encode_class_texts(model, tokenizer, _sample_prompts(prompts, captions_per_step, gen))  # (K, E)
+        return F.cross_entropy(scale * image @ text.t(), labels)
+    if kind == "clip":
+        from open_clip import ClipLoss
+
+        picks = [_sample_prompts([prompts[k]], 1, gen)[0].captions[0] for k in labels.tolist()]
+        text = F.normalize(model.encode_text(tokenizer(picks).to(x.device)), dim=-1)  # (B, E)
+        return ClipLoss()(image, text, scale)
+    raise ValueError(f"unknown loss '{kind}' (ce or clip)")
+
+
+def _lr_factor(progress: float, step: int, warmup: int) -> float:
+    warm = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+    return warm * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+class PriorTrainer:
+    """The training loop of ``train_prior``, with its state in one place (resume, budget, logs).
+
+    Args:
+        cfg: the training config.
+        callback: called as ``callback(step, logs)`` after every step.
+    """
+
+    def __init__(self, cfg: TrainConfig, callback: Callable[[int, dict], None] | None = None) -> None:
+        from .tiny import tokenizer_for
+
+        if not cfg.data:
+            raise ValueError("train_prior needs data=DATASET (a folder in CDD-11 layout)")
+        if cfg.steps <= 0 and cfg.minutes <= 0:
+            raise ValueError("give a budget: steps > 0 and/or minutes > 0")
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.cfg, self.callback, self.out = cfg, callback, Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.seed)
+        self.model, self.mcfg, self.pre, self.arch = _init_model(cfg)
+        self.prompts = resolve_classes(cfg.classes)
+        self.train = read_split(cfg.data, "train", [p.name for p in self.prompts])
+        self.tokenizer = tokenizer_for(self.mcfg)
+        self.size = int(self.mcfg["vision_cfg"]["image_size"])
+        self.mean = torch.tensor(self.pre["mean"]).view(1, 3, 1, 1)
+        self.std = torch.tensor(self.pre["std"]).view(1, 3, 1, 1)
+        named = list(self.model.named_parameters())
+        decay = [p for n, p in named if p.ndim >= 2 and "embedding" not in n]
+        no_decay = [p for n, p in named if p.ndim < 2 or "embedding" in n]
+        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                            {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.step, self.elapsed, self.cpu = 0, 0.0, 0.0
+        self.history: list[float] = []
+        self.evals: list[tuple[int, float]] = []
+        self.order, self.cursor = torch.randperm(len(self.train.images), generator=self.gen), 0
+
+    def progress(self) -> float:
+        """Fraction of the budget used: the larger of the step and the wall-clock fractions."""
+        cfg = self.cfg
+        return max(self.step / cfg.steps if cfg.steps > 0 else 0.0,
+                   self.elapsed / (60 * cfg.minutes) if cfg.minutes > 0 else 0.0)
+
+    def resume(self) -> bool:
+        """Continue from ``out/last.pt`` (``resume='auto'``) or a given file; returns whether it did."""
+        from m2restore.train.checkpoint import set_rng_state
+
+        cfg = self.cfg
+        path = self.out / LAST if cfg.resume == "auto" else (Path(cfg.resume) if cfg.resume else None)
+        if path is None or (cfg.resume == "auto" and not path.is_file()):
+            return False
+        if not path.is_file():
+            raise FileNotFoundError(f"resume={cfg.resume}: no such checkpoint")
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        set_rng_state(ckpt["rng"])
+        self.gen.set_state(ckpt["gen"])
+        self.order, self.cursor = ckpt["order"], ckpt["cursor"]
+        self.step, self.elapsed = ckpt["step"], ckpt["elapsed"]
+        logs = ckpt["metrics"]
+        self.cpu, self.history, self.evals = logs["cpu_seconds"], logs["loss_history"], logs["evals"]
+        return True
+
+    def logs(self) -> dict[str, Any]:
+        return {"loss_history": self.history, "cpu_seconds": self.cpu, "evals": self.evals}
+
+    def save_last(self) -> None:
+        from m2restore.train.checkpoint import atomic_torch_save
+
+        ckpt = _checkpoint(self.model, self.mcfg, self.pre, self.arch, self.prompts, self.cfg, self.step,
+                           self.elapsed, self.logs(), self.optimizer)
+        atomic_torch_save({**ckpt, "gen": self.gen.get_state(), "order": self.order, "cursor": self.cursor},
+                          self.out / LAST)
+
+    def train_step(self) -> float:
+        """One optimisation step on the next batch; returns the loss."""
+        cfg = self.cfg
+        t0, c0 = time.monotonic(), time.process_time()
+        if self.cursor + cfg.batch_size > len(self.order):
+            self.order, self.cursor = torch.randperm(len(self.train.images), generator=self.gen), 0
+        idx = self.order[self.cursor:self.cursor + cfg.batch_size]  # (B,)
+        self.cursor += cfg.batch_size
+        x = random_crops([self.train.images[i] for i in idx], self.size, cfg.crop_scale, cfg.flip, self.gen)
+        for group in self.optimizer.param_groups:
+            group["lr"] = cfg.lr * _lr_factor(self.progress(), self.step, cfg.warmup)
+        self.model.train()
+        loss = _loss(self.model, self.tokenizer, self.prompts, (x - self.mean) / self.std, self.train.labels[idx],
+                     cfg.loss, cfg.captions_per_step, self.gen)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        self.elapsed += time.monotonic() - t0
+        self.cpu += time.process_time() - c0
+        self.history.append(round(loss.item(), 5))
+        return self.history[-1]
+
+    def evaluate(self, out_dir: Path | None = None) -> dict[str, Any]:
+        from .evaluate import evaluate_prior
+
+        prior = prior_from_model(self.model, self.mcfg, self.pre, self.prompts)
+        res = evaluate_prior(prior, self.cfg.data, out_dir=out_dir, progress=False)
+        self.evals.append((self.step, res["accuracy"]))
+        return res
+
+    def fit(self) -> dict[str, Any]:
+        """Train until the budget is spent; write ``last.pt``, ``prior.pt``, ``summary.json``, confusion files."""
+        from tqdm.auto import tqdm
+
+        from m2restore.train.checkpoint import atomic_torch_save
+
+        cfg = self.cfg
+        bar = tqdm(total=1000, disable=not cfg.progress, desc="clip train", unit="‰",
+                   initial=int(1000 * self.progress()))
+        last_save = time.monotonic()
+        while self.progress() < 1.0:
+            loss = self.train_step()
+            bar.set_postfix(step=self.step, loss=f"{loss:.3f}")
+            bar.update(int(1000 * self.progress()) - bar.n)
+            if self.callback is not None:
+                self.callback(self.step, {"loss": loss, "lr": self.optimizer.param_groups[0]["lr"],
+                                          "elapsed": self.elapsed})
+            if time.monotonic() - last_save > 120:  # keep the resume point fresh on long runs
+                self.save_last()
+                last_save = time.monotonic()
+            if cfg.eval_every and self.step % cfg.eval_every == 0:
+                bar.write(f"step {self.step}: zero-shot accuracy {self.evaluate()['accuracy']:.3f}")
+        bar.close()
+        summary: dict[str, Any] = {
+            "checkpoint": str(self.out / FINAL), "steps": self.step, "minutes": self.elapsed / 60,
+            "cpu_minutes": self.cpu / 60, "loss_first": self.history[0] if self.history else None,
+            "loss_last": self.history[-1] if self.history else None,
+        }
+        if (Path(cfg.data) / "test").is_dir():
+            res = self.evaluate(out_dir=self.out)
+            summary["eval"] = {k: res[k] for k in ("accuracy", "accuracy_full", "per_type", "confused", "n")}
+        self.save_last()
+        final = _checkpoint(self.model, self.mcfg, self.pre, self.arch, self.prompts, cfg, self.step, self.elapsed,
+                            {**summary, "evals": self.evals})
+        atomic_torch_save(final, self.out / FINAL)
+        text = json.dumps({**summary, "evals": self.evals, "config": dataclasses.asdict(cfg)}, indent=2)
+        (self.out / "summary.json").write_text(text)
+        return {**summary, "evals": self.evals, "loss_history": self.history}
+
+
+def train_prior(cfg: TrainConfig | None = None, callback: Callable[[int, dict], None] | None = None,
+                **overrides: Any) -> dict[str, Any]:
+    """Train (or fine-tune) a CLIP degradation prior and write ``out/prior.pt`` (resumes ``out/last.pt``).
+
+    Args:
+        cfg: the training config; keyword ``overrides`` replace its fields (``train_prior(data=..., minutes=2)``).
+        callback: called as ``callback(step, logs)`` after every step (notebooks plot from it).
+
+    Returns:
+        Summary: ``checkpoint`` path, ``steps``, ``minutes``, ``cpu_minutes``, ``loss_history``, ``evals``
+        (step, accuracy) and the final ``eval`` metrics when the dataset has a test split.
+    """
+    trainer = PriorTrainer(dataclasses.replace(cfg or TrainConfig(), **overrides), callback)
+    trainer.resume()
+    return trainer.fit()
