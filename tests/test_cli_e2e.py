@@ -72,17 +72,21 @@ def test_module_entry_point_answers_help():
 
 @pytest.mark.slow
 def test_two_cpu_processes(mini, tmp_path):
-    """The same command under torchrun (what `accelerate launch` runs): 2 CPU processes, gloo DDP, one run folder."""
+    """The same command under torchrun (what `accelerate launch` runs): 2 CPU processes, gloo DDP, then a resume."""
     run = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "m2restore",
            "train", "--config", "cpu-tiny", "--model", "adair_tiny", "--dataset", "mini-cdd11",
-           "--data-root", str(mini),
-           "--max-steps", "3", "--patch-size", "32", "--batch-size", "2", "--out", str(run), "--no-progress",
-           "--set", "data.val_max_images=4", "--set", "train.tensorboard=false"]
+           "--data-root", str(mini), "--patch-size", "32", "--batch-size", "2", "--out", str(run), "--no-progress",
+           "--set", "data.val_max_images=2", "--set", "train.tensorboard=false"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, check=False)
+    out = subprocess.run([*cmd, "--max-steps", "2"], capture_output=True, text=True, timeout=300, env=env, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads((run / "result.json").read_text())
-    assert (result["processes"], result["effective_batch"], result["steps"]) == (2, 4, 3)
-    assert out.stdout.count("trained 3 steps") == 1  # only the main process reports
+    assert (result["processes"], result["effective_batch"], result["steps"]) == (2, 4, 2)
+    assert out.stdout.count("trained 2 steps") == 1  # only the main process reports
+    assert len(read_checkpoint(run / "checkpoints" / "last.pt")["rng"]) == 2  # one generator state per process
+    out = subprocess.run([*cmd, "--max-steps", "3", "--resume", "auto"], capture_output=True, text=True, timeout=300,
+                         env=env, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "resumed from" in out.stderr and "re-seeded" not in out.stderr
     assert read_checkpoint(run / "checkpoints" / "last.pt")["step"] == 3

@@ -13,7 +13,7 @@ from m2restore.train import Callback, CheckpointError, RunExistsError, build_con
 from m2restore.train.cli import RECIPES
 from m2restore.train.config import TrainConfig, resolve_schedule
 
-TINY = {"patch_size": 32, "batch_size": 2, "val_patch_size": 32, "val_max_images": 4}
+TINY = {"patch_size": 32, "batch_size": 2, "val_patch_size": 32, "val_max_images": 3}
 QUIET = {"progress": False, "tensorboard": False}
 
 
@@ -44,7 +44,7 @@ def test_resume_is_exact(mini, tmp_path):
     cfg = {
         "model": "m2restore_tiny", "data": _data(mini),
         "train": {"max_steps": 6, "grad_accum": 2, "ema_decay": 0.9, "warmup_steps": 2, "grad_clip": 1.0,
-                  "val_interval": 2, "save_interval": 4, **QUIET},
+                  "val_interval": 3, "save_interval": 4, **QUIET},
     }
     full = train(out_dir=str(tmp_path / "full"), **cfg)
     half = train(out_dir=str(tmp_path / "split"), callbacks=[StopAt(3)], **cfg)

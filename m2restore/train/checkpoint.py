@@ -9,7 +9,7 @@ A checkpoint is one ``torch.save`` file (loadable with ``weights_only=True``) ho
     optimizer, scheduler state dicts (absent in weights-only files such as best.pt)
     step, epoch          optimizer steps done, epochs started
     best_metric, best_step
-    rng                  python / numpy / torch (CPU and every CUDA device) generator states
+    rng                  per process: python / numpy / torch (CPU and every CUDA device) generator states
     config               the resolved experiment config (dict)
 
 so that ``m2restore test --checkpoint FILE`` rebuilds the model without being told which, and ``resume='auto'``
@@ -91,9 +91,12 @@ def make_checkpoint(
     *, model_name: str, model_config: dict[str, Any], model_state: dict[str, torch.Tensor],
     ema_state: dict[str, torch.Tensor] | None = None, optimizer: dict[str, Any] | None = None,
     scheduler: dict[str, Any] | None = None, step: int = 0, epoch: int = 0, best_metric: float | None = None,
-    best_step: int | None = None, config: dict[str, Any] | None = None, with_rng: bool = True,
+    best_step: int | None = None, config: dict[str, Any] | None = None, rng: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Assemble a checkpoint dict (see the module docstring); ``optimizer=None`` makes a weights-only file."""
+    """Assemble a checkpoint dict (see the module docstring); ``optimizer=None`` makes a weights-only file.
+
+    ``rng`` holds one :func:`rng_state` per process (rank order); None stores none.
+    """
     ckpt: dict[str, Any] = {
         "format": FORMAT, "version": VERSION, "model_name": model_name, "model_config": model_config,
         "model": model_state, "ema": ema_state, "step": step, "epoch": epoch, "best_metric": best_metric,
@@ -102,8 +105,8 @@ def make_checkpoint(
     if optimizer is not None:
         ckpt["optimizer"] = optimizer
         ckpt["scheduler"] = scheduler
-    if with_rng:
-        ckpt["rng"] = rng_state()
+    if rng is not None:
+        ckpt["rng"] = rng
     return ckpt
 
 

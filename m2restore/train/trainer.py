@@ -45,6 +45,7 @@ from .checkpoint import (
     find_resume,
     make_checkpoint,
     read_checkpoint,
+    rng_state,
     set_rng_state,
 )
 from .config import ExperimentConfig, build_config, resolve_schedule
@@ -289,8 +290,13 @@ class Trainer:
             self.ema.load_state_dict(ckpt["ema"])
         self.step, self.epoch = ckpt["step"], ckpt["epoch"]
         self.best_metric, self.best_step = ckpt.get("best_metric"), ckpt.get("best_step")
-        if "rng" in ckpt:
-            set_rng_state(ckpt["rng"])
+        states = ckpt.get("rng") or []
+        if len(states) == self.world:
+            set_rng_state(states[self.rank])
+        else:  # resumed on another number of processes: exactness is impossible, keep the streams distinct
+            log.warning("checkpoint saved by %d process(es), resuming on %d: random streams re-seeded",
+                        len(states), self.world)
+            set_seed(self.cfg.seed + self.rank + 1_000_003 * self.step, self.cfg.train.deterministic)
         log.info("resumed from %s at step %d (epoch %d)", path, self.step, self.epoch)
 
     # -- data ----------------------------------------------------------------------------------------------------------
@@ -387,9 +393,14 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------------------------------------
     def save(self, name: str = LAST, weights_only: bool = False) -> Path:
-        """Write ``checkpoints/<name>`` atomically on the main process and return its path."""
+        """Write ``checkpoints/<name>`` atomically on the main process and return its path (call on every process)."""
+        from accelerate.utils import gather_object
+
         path = self.run_dir / "checkpoints" / name
         self.accelerator.wait_for_everyone()
+        rng = None
+        if not weights_only:  # every process's generators, so a multi-GPU resume is exact too
+            rng = [rng_state()] if self.world == 1 else gather_object([rng_state()])
         if self.is_main:
             ckpt = make_checkpoint(
                 model_name=self.model_name, model_config=self.model_config, model_state=self.unwrapped.state_dict(),
@@ -397,7 +408,7 @@ class Trainer:
                 optimizer=None if weights_only else self.optimizer.state_dict(),
                 scheduler=None if weights_only else self.scheduler.state_dict(),
                 step=self.step, epoch=self.epoch, best_metric=self.best_metric, best_step=self.best_step,
-                config=to_dict(self.cfg), with_rng=not weights_only,
+                config=to_dict(self.cfg), rng=rng,
             )
             atomic_torch_save(ckpt, path)
             for cb in self.callbacks:
