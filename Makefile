@@ -20,7 +20,7 @@ test: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python -m pytest -q -n 2 --dist loadgroup tests
 
 demo: $(STAMP)
-	MPLBACKEND=Agg $(BIN)/python -m m2restore demo --out benchmarks/results/demo
+	$(BIN)/python -m m2restore demo --out benchmarks/results/demo
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks
