@@ -10,7 +10,7 @@ from torch import nn
 
 from m2restore.models.base import RestorationOutput, count_parameters
 from m2restore.models.m2restore import M2Restore, UniformPrior, split_release_state_dict
-from m2restore.models.mamba_cnn import edge_map, from_sequences, sobel_magnitude, to_sequences
+from m2restore.models.mamba_cnn import MambaCNNMixer, edge_map, from_sequences, sobel_magnitude, to_sequences
 from m2restore.models.moe import CLIPGuidedMoE, TaskPromptGenerator, cv_squared
 from m2restore.registry import build_model, get_config
 
@@ -191,6 +191,34 @@ def test_scan_orders_round_trip(scan: str) -> None:
     seqs = to_sequences(x, scan)
     assert seqs.shape[0] == 2 * {"raster": 1, "bidirectional": 2, "four": 4}[scan]
     assert torch.equal(from_sequences(seqs, scan, 3, 4), to_sequences(x, "raster"))
+
+
+@pytest.mark.parametrize("gate,stream_at_g1", [("learned", "global"), ("edge", "local"), ("fixed", None)])
+def test_gate_weights_the_documented_stream(gate: str, stream_at_g1: str | None) -> None:
+    torch.manual_seed(0)
+    mixer = MambaCNNMixer(8, embed_dim=4, gate=gate, d_state=4).eval()
+    x, emb, edges = torch.randn(1, 8, 3, 5), torch.randn(1, 4), torch.rand(1, 2, 3, 5)
+    with torch.no_grad():
+        glob, local = mixer.global_stream(x), mixer.conv_path(x)
+        if gate == "learned":
+            mixer.gate_net[2].bias.fill_(30.0)  # G -> 1
+        elif gate == "edge":
+            mixer.edge_gate.dw2.bias.fill_(30.0)  # G -> 1
+        out, local_weight = mixer(x, emb, edges)
+    expected = {"global": glob, "local": local, None: 0.5 * (glob + local)}[stream_at_g1]
+    assert torch.allclose(out, expected, atol=1e-5)
+    assert torch.allclose(local_weight, torch.full_like(local_weight, {"global": 0.0, "local": 1.0, None: 0.5}[
+        stream_at_g1]), atol=1e-5)
+
+
+def test_single_stream_mixers_have_no_gate() -> None:
+    x = torch.randn(1, 8, 3, 5)
+    cnn_only = MambaCNNMixer(8, embed_dim=4, gate="edge", use_mamba=False)
+    mamba_only = MambaCNNMixer(8, embed_dim=4, gate="learned", use_cnn=False, d_state=4)
+    with torch.no_grad():
+        assert torch.equal(cnn_only(x)[0], cnn_only.conv_path(x)) and cnn_only(x)[1] is None
+        assert torch.equal(mamba_only(x)[0], mamba_only.global_stream(x))
+    assert cnn_only.edge_gate is None and mamba_only.gate_net is None and mamba_only.mamba is not None
 
 
 def test_edge_map_sees_edges_and_not_flat_images() -> None:

@@ -1,7 +1,8 @@
 """M2Restore: CLIP-guided mixture of experts and Mamba-CNN fusion for all-in-one image restoration.
 
-Wang et al., "M2Restore: Mixture-of-Experts-based Mamba-CNN Fusion Framework for All-in-One Image Restoration"
-(code: yz-wang/M2Restore ``net/M2Restore.py``, ``net/MOE_CLIPbias.py``; the source of every layer name here).
+Wang, Li, Zheng, Zhang, Wei, "M2Restore: Mixture-of-Experts-based Mamba-CNN Fusion Framework for All-in-One Image
+Restoration", IEEE TIP 2025 (https://arxiv.org/abs/2506.07814; code: yz-wang/M2Restore ``net/M2Restore.py``,
+``net/MOE_CLIPbias.py``, the source of every layer name here).
 
 Module tree (``m2restore_official`` = the released network, 46,830,041 trainable parameters without CLIP)::
 
@@ -148,9 +149,7 @@ def make_prior(cfg: M2RestoreConfig) -> nn.Module:
         from ..clip.prior import build_prior
 
         prior = build_prior(cfg.prior, checkpoint=cfg.prior_checkpoint, classes=cfg.prior_classes)
-    if not isinstance(prior, PriorLike):
-        raise TypeError(f"m2restore.py: prior {type(prior).__name__} lacks num_classes/embed_dim/class_names")
-    return prior.requires_grad_(False).eval()
+    return prior
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -167,6 +166,9 @@ class M2Restore(nn.Module):
         c = self.config = config
         if c.use_clip_prior:
             prior = prior if prior is not None else make_prior(c)
+            if not isinstance(prior, PriorLike):
+                raise TypeError(f"m2restore.py: prior {type(prior).__name__} lacks num_classes/embed_dim/class_names "
+                                f"(see PriorLike)")
             prior.requires_grad_(False).eval()
         else:
             prior = None

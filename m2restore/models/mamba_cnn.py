@@ -206,7 +206,9 @@ class MambaCNNMixer(nn.Module):
             return 0.5 * (glob + local), torch.full_like(x[:, :1], 0.5)
         if self.gate == "learned":
             gate_in = x
-            if self.prompt_proj is not None and embedding is not None:
+            if self.prompt_proj is not None:
+                if embedding is None:
+                    raise ValueError("mamba_cnn.py: this 'learned' gate was built with embed_dim > 0; pass embedding")
                 p = self.prompt_proj(embedding)[:, :, None, None].expand_as(x)  # (B, C, H, W)
                 gate_in = torch.cat([x, p], dim=1)  # (B, 2C, H, W)
             g = self.gate_net(gate_in)  # (B, 1, H, W) weight of the Mamba stream

@@ -1,7 +1,6 @@
 """CLIP-guided mixture of experts of M2Restore: the task prompt and the "DDER" routing layer.
 
-M2Restore (Wang et al., "M2Restore: Mixture-of-Experts-based Mamba-CNN Fusion Framework for All-in-One Image
-Restoration") places one routing layer before each encoder level. Every pixel is a token; a router reads the
+M2Restore (Wang et al., IEEE TIP 2025, https://arxiv.org/abs/2506.07814) places one routing layer before each encoder level. Every pixel is a token; a router reads the
 pixel's features and a per-image *task prompt*, adds a bias from the frozen CLIP degradation prior, and sends the
 token to the top-k of E small MLP experts (Shazeer et al., 2017, "Outrageously large neural networks").
 
