@@ -218,6 +218,7 @@ class M2Restore(nn.Module):
             )
             atom = c.atom_dim if c.use_task_prompt else 0
             self.mcdb1, self.mcdb2, self.mcdb3 = (DDERBlock(w[i], atom, **moe) for i in range(3))
+        self.register_load_state_dict_pre_hook(_skip_release_clip_weights)
 
     # -- the frozen prior, outside the module tree ----------------------------------------------------------------
     @property
@@ -310,6 +311,12 @@ class M2Restore(nn.Module):
         return feats.image_embed.float()  # (B, E)
 
 
+def _skip_release_clip_weights(module: nn.Module, state: dict, prefix: str, *args: Any) -> None:
+    """Drop the release's frozen DA-CLIP weights (``daclip.*``) on load: the prior is rebuilt from its own source."""
+    for key in [k for k in state if k.startswith(prefix + "daclip.")]:
+        del state[key]
+
+
 def routing_summary(routing: dict[str, RoutingStats]) -> dict[str, list[float]]:
     """Per-layer expert load fractions of ``extras["routing"]`` as plain lists (for logs and JSON records)."""
     return {name: stats.load().tolist() for name, stats in routing.items()}
@@ -319,8 +326,9 @@ def split_release_state_dict(state: dict[str, Tensor]) -> tuple[dict[str, Tensor
     """Split a release checkpoint's weights into (network, DA-CLIP) parts.
 
     Accepts the Lightning checkpoint's ``state_dict`` (keys prefixed ``net.``) or a bare one. The network part
-    loads into ``m2restore_official`` with ``strict=True``; the DA-CLIP part (``daclip.*``, prefix removed) is
-    what the release froze inside its model - build the prior from DA-CLIP's own file instead.
+    loads into ``m2restore_official`` with ``strict=True`` (``load_state_dict`` also skips ``daclip.*`` keys by
+    itself); the DA-CLIP part (prefix removed) is the frozen DA-CLIP the release kept inside its model: saved to a
+    file it can serve as the prior (``prior="daclip:FILE"``).
     """
     state = state.get("state_dict", state)
     net, clip = {}, {}
