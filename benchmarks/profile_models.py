@@ -1,0 +1,99 @@
+"""One cost table for every registered model: parameters, FLOPs, latency and peak memory (CSV + Markdown).
+
+Each row comes from :func:`m2restore.eval.profile.profile_model` (see its module docstring for what each column
+means and how memory is measured on CPU). Models are profiled one after another in one process, so latencies are
+comparable within a table only; other processes on the machine slow every row.
+
+Usage::
+
+    python benchmarks/profile_models.py                                  # all models, 256 px, CPU
+    python benchmarks/profile_models.py --models adair_tiny promptir_tiny --size 64 --repeats 3
+    python benchmarks/profile_models.py --device cuda --size 256 --backward --batch 4
+    python benchmarks/profile_models.py --out benchmarks/results/profile  # default folder
+
+Writes ``<out>/profile_<device>_<size>px[_train].csv`` and ``.md`` (the file name records the environment).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from m2restore.eval.profile import profile_model
+from m2restore.registry import list_models
+
+COLUMNS = [  # (key, Markdown header, format)
+    ("model", "model", "{}"),
+    ("params_trainable", "trainable params", "{:,}"),
+    ("params_frozen", "frozen params", "{:,}"),
+    ("gflops_per_image", "GFLOPs / image", "{:.2f}"),
+    ("latency_ms", "latency ms (median)", "{:.1f}"),
+    ("latency_ms_min", "latency ms (min)", "{:.1f}"),
+    ("peak_mem_mb", "peak MiB", "{:.1f}"),
+]
+
+
+def markdown_table(rows: list[dict[str, Any]], title: str) -> str:
+    """Markdown table of profile rows, with a protocol line under the title."""
+    r0 = rows[0]
+    lines = [
+        f"# {title}", "",
+        (f"Input {r0['batch']}x3x{r0['size']}x{r0['size']}, {r0['mode']}, device {r0['device']} "
+         f"({platform.processor() or platform.machine()}, {r0['threads']} threads), torch {r0['torch']}, "
+         f"median of {r0['repeats']} runs. Peak memory: {r0['mem_method']}. FLOPs: torch.utils.flop_counter "
+         "(matmul/conv/attention, 2 per multiply-add)."), "",
+        "| " + " | ".join(h for _, h, _ in COLUMNS) + " |",
+        "|" + "|".join("---" if k == "model" else "---:" for k, _, _ in COLUMNS) + "|",
+    ]
+    lines += ["| " + " | ".join(f.format(r[k]) for k, _, f in COLUMNS) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", help="preset names (default: every registered model)")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--backward", action="store_true", help="profile forward + backward (a training step)")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads before profiling")
+    parser.add_argument("--out", default="benchmarks/results/profile", help="output folder")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    names = args.models or list_models()
+    unknown = sorted(set(names) - set(list_models()))
+    if unknown:
+        print(f"unknown model(s) {unknown}; registered: {', '.join(list_models())}", file=sys.stderr)
+        return 2
+    rows = []
+    for name in names:
+        row = profile_model(name, size=args.size, device=args.device, repeats=args.repeats, batch=args.batch,
+                            backward=args.backward)
+        rows.append(row)
+        print(f"{name:<26} {row['params_trainable']:>12,} trainable  {row['gflops_per_image']:8.2f} GFLOPs  "
+              f"{row['latency_ms']:9.1f} ms  {row['peak_mem_mb']:8.1f} MiB", flush=True)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = args.device.replace(":", "")
+    stem = out / f"profile_{device}_{args.size}px{'_train' if args.backward else ''}"
+    with open(stem.with_suffix(".csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    title = f"Model cost, {args.size}x{args.size} px, {device}{' (training step)' if args.backward else ''}"
+    stem.with_suffix(".md").write_text(markdown_table(rows, title))
+    print(f"wrote {stem}.csv and {stem}.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""Cost of a model: parameters (trainable and frozen), FLOPs, median latency and peak memory, on CPU or CUDA.
+
+Python API::
+
+    from m2restore.eval.profile import profile_model
+    row = profile_model("adair_tiny", size=128, repeats=5)             # a registered preset (+ config overrides)
+    row = profile_model(my_model, size=256, device="cuda", backward=True)  # any nn.Module taking (B, 3, H, W)
+
+Command line: ``m2restore profile --model NAME [--size 256] [--device cpu] [--set dim=32] [--backward]``.
+
+What each number means:
+
+- ``flops``: counted by ``torch.utils.flop_counter.FlopCounterMode`` over one step (2 per multiply-add, for
+  matmuls, convolutions and attention); element-wise ops, normalisation and FFTs are not counted. Its formula for
+  ``convolution_backward`` ignores ``groups`` (a depthwise 3x3 conv's weight gradient counts C times too much), so
+  it is replaced here: each requested gradient (input, weight) costs one forward convolution.
+- ``latency_ms``: median wall time of ``repeats`` steps after ``warmup`` steps (CUDA is synchronised).
+- ``peak_mem_mb``: on CUDA ``torch.cuda.max_memory_allocated`` during one step (weights, input, activations,
+  gradients). On CPU PyTorch keeps no allocator statistics, so a ``TorchDispatchMode`` adds up the storages of every
+  tensor an ATen op returns while they are alive (freed when garbage-collected), on top of the weights, buffers
+  and input: the same quantity, minus allocator slack and library scratch space (e.g. oneDNN workspaces).
+- A step is one forward in ``torch.inference_mode`` or, with ``backward=True``, forward + backward of the
+  mean output (a training step without the optimizer).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import weakref
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
+
+MB = 2**20
+
+
+class LiveTensorBytes(TorchDispatchMode):
+    """Track the peak of bytes held by tensor storages that ATen ops create while the mode is active (CPU)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live: dict[int, int] = {}  # storage data pointer -> bytes
+        self.current = 0
+        self.peak = 0
+
+    def _release(self, key: int) -> None:
+        self.current -= self.live.pop(key, 0)
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor) and t.device.type == "cpu":
+                storage = t.untyped_storage()
+                key = storage.data_ptr()
+                if key and key not in self.live:
+                    self.live[key] = storage.nbytes()
+                    self.current += storage.nbytes()
+                    self.peak = max(self.peak, self.current)
+                    weakref.finalize(storage, self._release, key)
+        return out
+
+
+def _conv_backward_flop(
+    grad_out_shape: list[int], x_shape: list[int], w_shape: list[int], _bias: Any, _stride: Any, _padding: Any,
+    _dilation: Any, transposed: bool, _output_padding: Any, _groups: Any, output_mask: list[bool], **kwargs: Any,
+) -> int:
+    """FLOPs of ``aten.convolution_backward``: one forward-sized convolution per requested gradient, groups-aware."""
+    forward = conv_flop_count(list(x_shape), list(w_shape), list(grad_out_shape), transposed)
+    return forward * (int(output_mask[0]) + int(output_mask[1]))
+
+
+def flop_counter() -> FlopCounterMode:
+    """A quiet ``FlopCounterMode`` with the corrected convolution-backward formula."""
+    return FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flop})
+
+
+def _resolve(name_or_model: str | nn.Module, overrides: dict[str, Any]) -> tuple[str, nn.Module]:
+    if isinstance(name_or_model, nn.Module):
+        if overrides:
+            raise TypeError("profile_model: config overrides apply to a preset name, not to a built model")
+        return getattr(name_or_model, "preset_name", type(name_or_model).__name__), name_or_model
+    from ..registry import build_model
+
+    return name_or_model, build_model(name_or_model, **overrides)
+
+
+def profile_model(
+    name_or_model: str | nn.Module, size: int = 256, device: str = "cpu", repeats: int = 5, batch: int = 1,
+    warmup: int = 1, backward: bool = False, **overrides: Any,
+) -> dict[str, Any]:
+    """Profile a registered preset (with config ``overrides``) or a model on a random (batch, 3, size, size) input.
+
+    Args:
+        name_or_model: a preset name from ``m2restore.list_models()`` or an ``nn.Module``.
+        size: square input side in pixels.
+        device: 'cpu', 'cuda' or 'cuda:N'.
+        repeats: timed steps; the latency is their median.
+        batch: images per step.
+        warmup: untimed steps before timing (the FLOP-counting step comes first in addition).
+        backward: time forward + backward instead of an inference forward.
+        **overrides: config fields of the preset, e.g. ``dim=32``.
+
+    Returns:
+        A flat dict (one table row): model, device, size, batch, mode, params_trainable, params_frozen, flops,
+        gflops_per_image, latency_ms, latency_ms_min, peak_mem_mb, mem_method, threads, torch.
+    """
+    name, model = _resolve(name_or_model, overrides)
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"profile_model: device '{device}' requested but CUDA is not available here")
+    model = model.to(dev).train(backward)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(batch, 3, size, size, generator=gen).to(dev)  # (B, 3, S, S)
+
+    def step() -> None:
+        if backward:
+            model(x).mean().backward()
+            model.zero_grad(set_to_none=True)
+        else:
+            with torch.inference_mode():
+                model(x)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    with flop_counter() as counter:
+        step()
+    flops = counter.get_total_flops()
+
+    static = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers(), x])
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+        step()
+        peak, mem_method = torch.cuda.max_memory_allocated(dev), "cuda.max_memory_allocated"
+    else:
+        with LiveTensorBytes() as tracker:
+            step()
+        peak, mem_method = static + tracker.peak, "live tensor storages (dispatch mode)"
+
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    return {
+        "model": name, "device": str(dev), "size": size, "batch": batch,
+        "mode": "forward+backward" if backward else "inference",
+        "params_trainable": trainable, "params_frozen": frozen, "flops": flops,
+        "gflops_per_image": flops / batch / 1e9,
+        "latency_ms": statistics.median(times) * 1e3 if times else float("nan"),
+        "latency_ms_min": min(times) * 1e3 if times else float("nan"),
+        "repeats": repeats, "peak_mem_mb": peak / MB, "mem_method": mem_method,
+        "threads": torch.get_num_threads(), "torch": torch.__version__,
+    }
+
+
+def format_row(row: dict[str, Any]) -> str:
+    """Human-readable multi-line summary of one ``profile_model`` result."""
+    return "\n".join([
+        (f"model            {row['model']}  ({row['mode']}, batch {row['batch']}, {row['size']}x{row['size']}, "
+         f"{row['device']}, {row['threads']} threads)"),
+        f"parameters       {row['params_trainable']:,} trainable, {row['params_frozen']:,} frozen",
+        f"FLOPs            {row['gflops_per_image']:.2f} GFLOPs per image",
+        f"latency          {row['latency_ms']:.1f} ms median of {row['repeats']} (min {row['latency_ms_min']:.1f})",
+        f"peak memory      {row['peak_mem_mb']:.1f} MiB  [{row['mem_method']}]",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``m2restore profile``."""
+    parser = argparse.ArgumentParser(prog="m2restore profile", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", "--preset", dest="model", required=True, help="registered preset name")
+    parser.add_argument("--size", type=int, default=256, help="square input side (default 256)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs; the median is reported")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--backward", action="store_true", help="time forward + backward")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override, e.g. --set dim=32 (a leading 'model.' is accepted)")
+    parser.add_argument("--json", metavar="PATH", help="also write the result as JSON")
+    args = parser.parse_args(argv)
+
+    from ..config import ConfigError, apply_overrides
+    from ..registry import build_from_config, get_config
+
+    try:
+        sets = [s.removeprefix("model.") for s in args.overrides]
+        model = build_from_config(args.model, apply_overrides(get_config(args.model), sets))
+    except ConfigError as e:
+        print(f"m2restore profile: {e}", file=sys.stderr)
+        return 2
+    row = profile_model(model, size=args.size, device=args.device, repeats=args.repeats, batch=args.batch,
+                        warmup=args.warmup, backward=args.backward)
+    print(format_row(row))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(row, f, indent=2)
+    return 0
