@@ -44,6 +44,7 @@ def test_train_test_restore(mini, tmp_path, capsys):
     doc = json.loads((out / "results.json").read_text())
     assert len(doc["per_type"]) == 11 and all(v["count"] == 1 for v in doc["per_type"].values())
     assert doc["protocol"]["checkpoint"] == str(best) and doc["protocol"]["crop_border"] == 2
+    assert doc["protocol"]["seed"] == 0 and doc["protocol"]["train"]["effective_batch"] == 2  # the recipe travels
     assert 5 < doc["average"]["psnr_y"] < 60 and 0 < doc["average"]["ssim_rgb"] <= 1
     assert "average" in capsys.readouterr().out
 

@@ -132,3 +132,20 @@ def test_evaluate_per_type_table_and_files(tmp_path):
     assert len((tmp_path / "per_image.csv").read_text().splitlines()) == 5
     assert sorted(p.name for p in (tmp_path / "img" / "haze").iterdir()) == ["001.png", "002.png", "003.png"]
     assert "average" in res.table() and len(res.to_frame()) == 3
+
+
+def test_official_lightning_checkpoint_goes_through_the_same_evaluation(tmp_path):
+    from m2restore import build_model
+    from m2restore.train import CheckpointError
+
+    torch.manual_seed(0)
+    model = build_model("adair_tiny").eval()
+    lightning = {"state_dict": {f"net.{k}": v for k, v in model.state_dict().items()}, "epoch": 149}
+    torch.save(lightning, tmp_path / "adair.ckpt")
+    data = _Items()
+    ours = evaluate(model, data, device="cpu", progress=False)
+    official = evaluate(tmp_path / "adair.ckpt", data, model_name="adair_tiny", device="cpu", progress=False)
+    assert official.protocol["kind"] == "official" and len(official.protocol["checkpoint_sha256"]) == 16
+    assert [r["psnr_y"] for r in official.rows] == pytest.approx([r["psnr_y"] for r in ours.rows], abs=1e-6)
+    with pytest.raises(CheckpointError, match="--model"):
+        evaluate(tmp_path / "adair.ckpt", data, device="cpu", progress=False)

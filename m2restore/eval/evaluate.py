@@ -106,7 +106,7 @@ def hardware() -> dict[str, Any]:
                 cpu = line.split(":", 1)[1].strip()
                 break
     info: dict[str, Any] = {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                            "torch": torch.__version__, "python": platform.python_version()}
+                            "torch": str(torch.__version__), "python": platform.python_version()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
         info["cuda"] = torch.version.cuda

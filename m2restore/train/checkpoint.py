@@ -11,6 +11,7 @@ A checkpoint is one ``torch.save`` file (loadable with ``weights_only=True``) ho
     best_metric, best_step
     rng                  per process: python / numpy / torch (CPU and every CUDA device) generator states
     config               the resolved experiment config (dict)
+    train_protocol       steps, epochs, effective batch, precision, seed, hardware of the run (written by Trainer)
 
 so that ``m2restore test --checkpoint FILE`` rebuilds the model without being told which, and ``resume='auto'``
 continues a run bit-for-bit on the CPU (see ``tests/test_train.py::test_resume_is_exact``).
@@ -192,7 +193,8 @@ def load_model(
         **overrides: model config overrides for official checkpoints (ours carry their config).
 
     Returns:
-        ``(model, info)``; ``info`` has model, checkpoint, weights, step, kind ('m2restore' or 'official').
+        ``(model, info)``; ``info`` has model, checkpoint, kind ('m2restore' or 'official'), weights, step, seed and
+        train (the run's recipe facts, m2restore checkpoints only).
     """
     path = Path(path)
     if not path.is_file():
@@ -207,13 +209,15 @@ def load_model(
         if model_name is not None and model_name != ckpt["model_name"]:
             raise CheckpointError(f"{path} holds model '{ckpt['model_name']}', not '{model_name}'; drop --model")
         model, which = model_from_checkpoint(ckpt, weights)
-        info = {"model": ckpt["model_name"], "kind": "m2restore", "step": ckpt.get("step"), "weights": which}
+        info = {"model": ckpt["model_name"], "kind": "m2restore", "step": ckpt.get("step"), "weights": which,
+                "seed": ckpt.get("config", {}).get("seed"), "train": ckpt.get("train_protocol")}
     else:
         from ..models.checkpoints import load_official_checkpoint
         from ..registry import build_model
 
         model = build_model(model_name, **overrides)
         load_official_checkpoint(model, path)
-        info = {"model": model_name, "kind": "official", "step": None, "weights": "official"}
+        info = {"model": model_name, "kind": "official", "step": None, "weights": "official", "seed": None,
+                "train": None}
     info["checkpoint"] = str(path)
     return model.to(device).eval(), info

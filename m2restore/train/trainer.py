@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -201,15 +202,17 @@ class Trainer:
         self.accelerator = acc = _make_accelerator(t.precision, t.find_unused_parameters)
         self.device, self.rank, self.world = acc.device, acc.process_index, acc.num_processes
         self.is_main = acc.is_main_process
+        if model is not None:
+            if not hasattr(model, "preset_name") or not dataclasses.is_dataclass(getattr(model, "config", None)):
+                raise TypeError("train a model built by m2restore.build_model (it needs .preset_name and .config)")
+            cfg = dataclasses.replace(cfg, model=model.preset_name)
+        self.run_dir = cfg.run_dir
+        resume_from = self._prepare_run_dir(cfg)  # fail fast, before building anything
         set_seed(cfg.seed + self.rank, t.deterministic)
         model = model if model is not None else build_model(cfg.model, **cfg.model_overrides)
-        if not hasattr(model, "preset_name") or not dataclasses.is_dataclass(getattr(model, "config", None)):
-            raise TypeError("train a model built by m2restore.build_model (it needs .preset_name and .config)")
         self.model_name, self.model_config = model.preset_name, to_dict(model.config)
         # the saved config names the model actually trained, with its full resolved config
-        self.cfg = cfg = dataclasses.replace(cfg, model=self.model_name, model_overrides=dict(self.model_config))
-        self.run_dir = cfg.run_dir
-        resume_from = self._prepare_run_dir(cfg)
+        self.cfg = cfg = dataclasses.replace(cfg, model_overrides=dict(self.model_config))
 
         self.train_set = train_set if train_set is not None else self._build_data(cfg.data.train_split, train=True)
         if val_set is None and cfg.data.val_split and train_set is None:
@@ -270,7 +273,10 @@ class Trainer:
 
         d = self.cfg.data
         kw = dict(d.options)
-        kw.update(patch_size=d.patch_size, augment=d.augment) if train else kw.update(patch_size=None)
+        if train:
+            kw.update(patch_size=d.patch_size, augment=d.augment)
+        else:
+            kw["patch_size"] = None  # full images, centre-cropped to val_patch_size in validate()
         ds = build_dataset(d.dataset, d.root, split, **kw)
         if not train and d.val_max_images and len(ds) > d.val_max_images:
             spread = torch.linspace(0, len(ds) - 1, d.val_max_images).round().long().unique()  # covers every type
@@ -286,8 +292,10 @@ class Trainer:
             raise CheckpointError(f"{path} is a weights-only checkpoint; resume from checkpoints/{LAST}")
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        if self.ema is not None and ckpt.get("ema") is not None:
-            self.ema.load_state_dict(ckpt["ema"])
+        if self.ema is not None:  # EMA switched on for a run saved without one starts from the loaded weights
+            self.ema = EMA(self.unwrapped, self.ema.decay)
+            if ckpt.get("ema") is not None:
+                self.ema.load_state_dict(ckpt["ema"])
         self.step, self.epoch = ckpt["step"], ckpt["epoch"]
         self.best_metric, self.best_step = ckpt.get("best_metric"), ckpt.get("best_step")
         states = ckpt.get("rng") or []
@@ -410,6 +418,8 @@ class Trainer:
                 step=self.step, epoch=self.epoch, best_metric=self.best_metric, best_step=self.best_step,
                 config=to_dict(self.cfg), rng=rng,
             )
+            # recipe facts that evaluation records beside its numbers; JSON round trip = plain types for weights_only
+            ckpt["train_protocol"] = json.loads(json.dumps(self.protocol()))
             atomic_torch_save(ckpt, path)
             for cb in self.callbacks:
                 cb.on_checkpoint(self, path)
@@ -502,8 +512,6 @@ class Trainer:
             summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(result).items()
                        if k not in ("history", "model")}
             summary.update(self.protocol())
-            import json
-
             atomic_write_text(self.run_dir / "result.json", json.dumps(summary, indent=2))
         return result
 
@@ -515,9 +523,9 @@ class Trainer:
             "total_steps": self.total_steps, "steps_per_epoch": self.schedule.steps_per_epoch,
             "epochs": self.total_steps / self.schedule.steps_per_epoch, "patch_size": d.patch_size,
             "effective_batch": d.batch_size * t.grad_accum * self.world, "processes": self.world,
-            "precision": self.accelerator.mixed_precision, "device": str(self.device),
+            "precision": str(self.accelerator.mixed_precision), "device": str(self.device),
             "hardware": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
-            "torch": torch.__version__,
+            "torch": str(torch.__version__),
         }
 
 
