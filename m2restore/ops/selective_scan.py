@@ -18,16 +18,21 @@ Implementations, chosen by :func:`scan_backend`:
 2. :func:`selective_scan_torch` (``"torch_fast"``) -- chunked sequential scan with a hand-derived backward:
    the forward keeps only one state per chunk; the backward recomputes a chunk's states and runs the
    adjoint recurrence in reverse. Memory is a few chunks of (T, b, d, N), never the full (b, d, L, N).
-3. ``mamba_ssm``'s CUDA kernel (``"mamba_ssm_cuda"``) -- only when ``mamba_ssm`` imports and the
+   Any device; the fallback wherever the compiled paths are missing.
+3. :func:`selective_scan_numba` (``"numba_cpu"``) -- the same algorithm compiled with numba, one channel
+   per task with its states in registers (``scan_numba.py``); CPU, time-varying B and C, when numba imports.
+4. ``mamba_ssm``'s CUDA kernel (``"mamba_ssm_cuda"``) -- only when ``mamba_ssm`` imports and the
    tensors are on CUDA.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import math
 from collections.abc import Callable
+from types import ModuleType
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +41,7 @@ from torch import Tensor
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "reference", "torch_fast", "mamba_ssm_cuda")
+BACKENDS = ("auto", "reference", "torch_fast", "numba_cpu", "mamba_ssm_cuda")
 # Target elements in one chunk buffer (T, b, d, N): small enough to stay in cache, big enough that the
 # per-chunk Python overhead is amortised (measured by benchmarks/scan_speed.py --chunk-sweep).
 _CHUNK_ELEMENTS = 1 << 18
@@ -56,6 +61,16 @@ def _mamba_ssm_scan_fn() -> Callable | None:
     return selective_scan_fn
 
 
+@functools.cache
+def _numba_module() -> ModuleType | None:
+    """The compiled CPU scan (``scan_numba``) if numba imports, else None (logged once)."""
+    try:
+        return importlib.import_module(f"{__package__}.scan_numba")
+    except ImportError as err:
+        logger.info("numba unavailable (%s): CPU tensors use the torch_fast selective scan", err)
+        return None
+
+
 def scan_backend(tensor: Tensor) -> str:
     """Name the implementation :func:`selective_scan` uses for inputs like ``tensor``.
 
@@ -63,10 +78,14 @@ def scan_backend(tensor: Tensor) -> str:
         tensor: the ``u`` argument (its device and dtype decide).
 
     Returns:
-        ``"mamba_ssm_cuda"`` for CUDA float32/16/bf16 tensors when ``mamba_ssm`` imports, else ``"torch_fast"``.
+        ``"mamba_ssm_cuda"`` for CUDA float32/16/bf16 tensors when ``mamba_ssm`` imports, ``"numba_cpu"`` for CPU
+        tensors when numba imports (calls with a constant (d, N) B or C take ``"torch_fast"``), else
+        ``"torch_fast"``.
     """
     if tensor.is_cuda and tensor.dtype != torch.float64 and _mamba_ssm_scan_fn() is not None:
         return "mamba_ssm_cuda"
+    if tensor.device.type == "cpu" and _numba_module() is not None:
+        return "numba_cpu"
     return "torch_fast"
 
 
@@ -97,7 +116,8 @@ def selective_scan(
         delta_bias: added to ``delta`` (d,) or None.
         delta_softplus: apply softplus to ``delta`` (after the bias).
         return_last_state: also return h_L (b, d, N); like mamba_ssm, no gradient flows through it.
-        backend: ``"auto"`` (see :func:`scan_backend`), ``"reference"``, ``"torch_fast"`` or ``"mamba_ssm_cuda"``.
+        backend: ``"auto"`` (see :func:`scan_backend`) or one of ``"reference"``, ``"torch_fast"``, ``"numba_cpu"``,
+            ``"mamba_ssm_cuda"``.
 
     Returns:
         ``out`` (b, d, L) in ``u``'s dtype, or ``(out, last_state)``.
@@ -106,9 +126,12 @@ def selective_scan(
         raise ValueError(f"selective_scan: backend={backend!r}; choose one of {BACKENDS}")
     if backend == "auto":
         backend = scan_backend(u)
+        if backend == "numba_cpu" and (B.dim() == 2 or C.dim() == 2):
+            backend = "torch_fast"
     impl = {
         "reference": selective_scan_ref,
         "torch_fast": selective_scan_torch,
+        "numba_cpu": selective_scan_numba,
         "mamba_ssm_cuda": selective_scan_mamba_cuda,
     }[backend]
     return impl(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
@@ -189,21 +212,22 @@ def selective_scan_ref(
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Sequential selective scan, one time step per loop iteration (same arguments as :func:`selective_scan`).
 
-    Differentiable by autograd. It iterates over ``unbind`` slices: indexing ``x[:, :, t]`` inside the loop
-    would make the backward quadratic in L.
+    Differentiable by autograd. Written as the equations: discretise, recur over t, read out. The loop
+    iterates over ``unbind`` slices (indexing ``x[:, :, t]`` inside it would make the backward quadratic
+    in L) and leaves the read-out <C_t, h_t> to one einsum after the loop.
     """
     out_dtype = u.dtype
     u, delta, A, B, C = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
     b, d, L = u.shape
     A_bar = torch.exp(torch.einsum("bdl,dn->bdln", delta, A))  # (b, d, L, N)  exp(Δ A)
     Bu_bar = torch.einsum("bdl,bdnl->bdln", delta * u, _per_channel(B, b, d, L))  # (b, d, L, N)  Δ B u
-    C_full = rearrange(_per_channel(C, b, d, L), "b d n l -> b d l n")  # (b, d, L, N)
-    h = u.new_zeros(b, d, A.shape[1])  # (b, d, N)
-    ys = []
-    for A_t, Bu_t, C_t in zip(A_bar.unbind(2), Bu_bar.unbind(2), C_full.unbind(2)):
-        h = A_t * h + Bu_t  # (b, d, N)
-        ys.append(torch.einsum("bdn,bdn->bd", h, C_t))  # (b, d)
-    out = _finish(torch.stack(ys, dim=-1), u, D, z, out_dtype)  # (b, d, L)
+    h = u.new_zeros(b, d, A.shape[1])  # (b, d, N)  h_0
+    states = []
+    for A_t, Bu_t in zip(A_bar.unbind(2), Bu_bar.unbind(2)):
+        h = A_t * h + Bu_t  # (b, d, N)  h_t = exp(Δ_t A) h_{t-1} + Δ_t B_t u_t
+        states.append(h)
+    y = torch.einsum("bdln,bdnl->bdl", torch.stack(states, dim=2), _per_channel(C, b, d, L))  # (b, d, L)
+    out = _finish(y, u, D, z, out_dtype)  # (b, d, L)
     return (out, h.detach()) if return_last_state else out
 
 
@@ -263,33 +287,32 @@ def _scan_chunk(x5: Tensor, delta5: Tensor, A5: Tensor, B5: Tensor, h0: Tensor, 
 
 
 class _ChunkedScanFn(torch.autograd.Function):
-    """y_t = <C_t, h_t>, h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t u_t B_t, on time-major (L, b, d) operands.
+    """y_t = <C_t, h_t>, h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t u_t B_t, for x = Δ·u.
 
     Forward keeps h only at the start of each chunk of T steps. Backward, chunk by chunk from the end,
     recomputes the chunk's states and runs the adjoint recurrence backwards in time,
     g_t = C_t y'_t + exp(Δ_{t+1} A) ⊙ g_{t+1}   (g_t = dLoss/dh_t),
     then reads every gradient off g, h and h_{t-1}: d(Δu)_t = <g_t, B_t>, dB_t = Σ_d g_t Δ_t u_t,
     dC_t = Σ_d y'_t h_t and, with X_t = g_t ⊙ exp(Δ_t A) ⊙ h_{t-1}, dΔ_t = <X_t, A>, dA = Σ_{b,t} X_t Δ_t.
+    Inputs and gradients use the caller's layouts; the time-major copies live only inside.
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, groups: int, chunk: int):
-        """x = Δ·u and delta: (L, b, d); A: (d, N); B, C: (d, N) or time-major (L, b, G, N)."""
-        L, b, d = x.shape
-        G, N, T = groups, A.shape[1], min(chunk, L)
-        x5, delta5, A5, B5, C5 = (
-            _channels5(x, G),
-            _channels5(delta, G),
-            _operand5(A, G),
-            _operand5(B, G),
-            _operand5(C, G),
-        )
+    def forward(ctx, x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, chunk: int):
+        """x = Δ·u and delta: (b, d, L); A: (d, N); B, C: (d, N) or (b, G, N, L) with the same G."""
+        b, d, L = x.shape
+        G = next((X.shape[1] for X in (B, C) if X.dim() == 4), 1)
+        N, T = A.shape[1], min(chunk, L)
+        x_t, delta_t = (rearrange(t, "b d l -> l b d").contiguous() for t in (x, delta))  # (L, b, d)
+        B_t, C_t = (X if X.dim() == 2 else rearrange(X, "b g n l -> l b g n").contiguous() for X in (B, C))
+        x5, delta5, A5 = _channels5(x_t, G), _channels5(delta_t, G), _operand5(A, G)
+        B5, C5 = _operand5(B_t, G), _operand5(C_t, G)
         n_chunks = -(-L // T)
         checkpoints = x.new_empty(n_chunks, b, G, N, d // G)  # the state before each chunk
         checkpoints[0].zero_()
         S_buf, A_buf = (x.new_empty(T, b, G, N, d // G) for _ in range(2))
-        y = x.new_empty(L, b, d)
-        y5 = _channels5(y, G)
+        y_t = x.new_empty(L, b, d)
+        y5 = _channels5(y_t, G)
         for c in range(n_chunks):
             t0, t1 = c * T, min(L, (c + 1) * T)
             S = S_buf[: t1 - t0]  # (T, b, G, N, H)
@@ -298,31 +321,26 @@ class _ChunkedScanFn(torch.autograd.Function):
             if c + 1 < n_chunks:
                 checkpoints[c + 1] = S[-1]
         last = rearrange(S[-1], "b g n h -> b (g h) n").clone()  # (b, d, N)
-        ctx.save_for_backward(x, delta, A, B, C, checkpoints)
+        ctx.save_for_backward(x_t, delta_t, A, B_t, C_t, checkpoints)
         ctx.groups, ctx.chunk = G, T
         ctx.mark_non_differentiable(last)
-        return y, last
+        return rearrange(y_t, "l b d -> b d l").contiguous(), last
 
     @staticmethod
     def backward(ctx, dy: Tensor, _dlast: Tensor | None):
-        x, delta, A, B, C, checkpoints = ctx.saved_tensors
+        x_t, delta_t, A, B_t, C_t, checkpoints = ctx.saved_tensors
         G, T = ctx.groups, ctx.chunk
-        L = x.shape[0]
-        x5, delta5, A5, B5, C5 = (
-            _channels5(x, G),
-            _channels5(delta, G),
-            _operand5(A, G),
-            _operand5(B, G),
-            _operand5(C, G),
-        )
-        dy5 = _channels5(dy.contiguous(), G)  # (L, b, G, 1, H)
-        dx, ddelta = torch.empty_like(x), torch.empty_like(delta)  # (L, b, d)
-        dx5, ddelta5 = _channels5(dx, G), _channels5(ddelta, G)
+        L = x_t.shape[0]
+        x5, delta5, A5 = _channels5(x_t, G), _channels5(delta_t, G), _operand5(A, G)
+        B5, C5 = _operand5(B_t, G), _operand5(C_t, G)
+        dy5 = _channels5(rearrange(dy, "b d l -> l b d").contiguous(), G)  # (L, b, G, 1, H)
+        dx_t, ddelta_t = torch.empty_like(x_t), torch.empty_like(delta_t)  # (L, b, d)
+        dx5, ddelta5 = _channels5(dx_t, G), _channels5(ddelta_t, G)
         dA5 = torch.zeros_like(A5)  # (G, N, H)
-        dB = torch.zeros_like(B) if ctx.needs_input_grad[3] else None
-        dC = torch.zeros_like(C) if ctx.needs_input_grad[4] else None
-        dB5, dC5 = (None if t is None else _operand5(t, G) for t in (dB, dC))
-        S_buf, A_buf, g_buf = (x.new_empty(T, *checkpoints.shape[1:]) for _ in range(3))
+        dB_t = torch.zeros_like(B_t) if ctx.needs_input_grad[3] else None
+        dC_t = torch.zeros_like(C_t) if ctx.needs_input_grad[4] else None
+        dB5, dC5 = (None if t is None else _operand5(t, G) for t in (dB_t, dC_t))
+        S_buf, A_buf, g_buf = (x_t.new_empty(T, *checkpoints.shape[1:]) for _ in range(3))
         carry = None  # exp(Δ_{t1} A) ⊙ g_{t1}: what the next chunk's first step sends back
         for c in reversed(range(checkpoints.shape[0])):
             t0, t1 = c * T, min(L, (c + 1) * T)
@@ -331,7 +349,7 @@ class _ChunkedScanFn(torch.autograd.Function):
             B_c, C_c, dy_c = _steps(B5, t0, t1), _steps(C5, t0, t1), dy5[t0:t1]
             _scan_chunk(x5[t0:t1], delta5[t0:t1], A5, B_c, h0, S, A_bar)
             if dC5 is not None:
-                _add_operand_grad(dC5, _operand_grad(dy_c, S, C.dim() > 2), t0, t1)
+                _add_operand_grad(dC5, _operand_grad(dy_c, S, C_t.dim() > 2), t0, t1)
             torch.mul(dy_c, C_c, out=g)  # (T, b, G, N, H)  direct part C_t y'_t
             if carry is not None:
                 g[-1] += carry
@@ -340,14 +358,23 @@ class _ChunkedScanFn(torch.autograd.Function):
                 gs[t].addcmul_(As[t + 1], gs[t + 1])
             dx5[t0:t1] = _sum_n(g, B_c)
             if dB5 is not None:
-                _add_operand_grad(dB5, _operand_grad(x5[t0:t1], g, B.dim() > 2), t0, t1)
+                _add_operand_grad(dB5, _operand_grad(x5[t0:t1], g, B_t.dim() > 2), t0, t1)
             g.mul_(A_bar)  # g_t ⊙ exp(Δ_t A)
             carry = g[0].clone()
             g[1:].mul_(S[:-1])  # X_t = g_t ⊙ exp(Δ_t A) ⊙ h_{t-1}
             g[0].mul_(h0)
             dA5 += torch.mul(g, delta5[t0:t1], out=A_bar).sum((0, 1))  # A_bar is free now: scratch
             torch.sum(torch.mul(g, A5, out=A_bar), -2, keepdim=True, out=ddelta5[t0:t1])
-        return dx, ddelta, rearrange(dA5, "g n h -> (g h) n"), dB, dC, None, None
+        dx, ddelta = (rearrange(t, "l b d -> b d l").contiguous() for t in (dx_t, ddelta_t))  # (b, d, L)
+        dB, dC = (_from_time_major(t) for t in (dB_t, dC_t))
+        return dx, ddelta, rearrange(dA5, "g n h -> (g h) n"), dB, dC, None
+
+
+def _from_time_major(X: Tensor | None) -> Tensor | None:
+    """Gradient of a B/C operand back to its caller's layout: (L, b, G, N) -> (b, G, N, L); (d, N) unchanged."""
+    if X is None or X.dim() == 2:
+        return X
+    return rearrange(X, "l b g n -> b g n l").contiguous()
 
 
 def _add_operand_grad(total5: Tensor, part: Tensor, t0: int, t1: int) -> None:
@@ -383,25 +410,56 @@ def selective_scan_torch(
     """
     out_dtype = u.dtype
     u, delta, A, B, C = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
-    b, d, L = u.shape
-    G = math.lcm(*(X.shape[1] for X in (B, C) if X.dim() == 4))  # 1 when both are constant
-    chunk = chunk or _chunk_length(b, d, A.shape[1], L)
-    x_t = rearrange(delta * u, "b d l -> l b d").contiguous()  # (L, b, d)  Δ u
-    delta_t = rearrange(delta, "b d l -> l b d").contiguous()  # (L, b, d)
-    B_t, C_t = (X if X.dim() == 2 else _time_major(X, G) for X in (B, C))
-    y_t, last = _ChunkedScanFn.apply(x_t, delta_t, A, B_t, C_t, G, chunk)
-    out = _finish(rearrange(y_t, "l b d -> b d l"), u, D, z, out_dtype)  # (b, d, L)
+    B, C = _same_groups(B, C)
+    chunk = chunk or _chunk_length(*u.shape[:2], A.shape[1], u.shape[2])
+    y, last = _ChunkedScanFn.apply(delta * u, delta, A, B, C, chunk)  # (b, d, L), (b, d, N)
+    out = _finish(y, u, D, z, out_dtype)  # (b, d, L)
     return (out, last) if return_last_state else out
 
 
-def _time_major(X: Tensor, G: int) -> Tensor:
-    """(b, g, N, L) -> (L, b, G, N) contiguous, repeating each of the g groups G/g times."""
-    X = rearrange(X, "b g n l -> l b g n")  # (L, b, g, N)
-    return X.repeat_interleave(G // X.shape[2], dim=2).contiguous()  # (L, b, G, N)
+def _same_groups(B: Tensor, C: Tensor) -> tuple[Tensor, Tensor]:
+    """Give grouped B and C the same number of groups (the lcm; rare) by repeating each group."""
+    G = math.lcm(*(X.shape[1] for X in (B, C) if X.dim() == 4))  # 1 when both are constant
+    return tuple(X if X.dim() == 2 else X.repeat_interleave(G // X.shape[1], dim=1) for X in (B, C))
 
 
 # ---------------------------------------------------------------------------------------------------------
-# 3. mamba_ssm's CUDA kernel
+# 3. Compiled CPU path (numba)
+# ---------------------------------------------------------------------------------------------------------
+def selective_scan_numba(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+    chunk: int | None = None,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Selective scan compiled with numba (CPU, time-varying B and C); arguments as :func:`selective_scan`.
+
+    Args:
+        chunk: steps recomputed at once in the backward (default ``scan_numba.CHUNK``); results do not depend on it.
+    """
+    module = _numba_module()
+    if module is None or u.device.type != "cpu" or B.dim() == 2 or C.dim() == 2:
+        raise RuntimeError(
+            "selective_scan: backend 'numba_cpu' needs numba (pip install numba), CPU tensors and time-varying "
+            "(b, N, L) or (b, G, N, L) B and C; use backend='auto' to fall back to torch_fast"
+        )
+    out_dtype = u.dtype
+    u, delta, A, B, C = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
+    B, C = _same_groups(B, C)
+    y, last = module.NumbaScanFn.apply(delta * u, delta, A, B, C, chunk or module.CHUNK)  # (b, d, L), (b, d, N)
+    out = _finish(y, u, D, z, out_dtype)  # (b, d, L)
+    return (out, last) if return_last_state else out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 4. mamba_ssm's CUDA kernel
 # ---------------------------------------------------------------------------------------------------------
 def selective_scan_mamba_cuda(
     u: Tensor,
