@@ -1,6 +1,7 @@
 """M2Restore: official key list, MoE routing and balance loss, ablation switches, edge gate, frozen prior."""
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -137,7 +138,7 @@ def test_top_k_selects_exactly_k_experts(k: int) -> None:
 def test_balance_loss_zero_when_uniform_and_grows_with_imbalance() -> None:
     assert cv_squared(torch.full((6,), 7.0)) == 0
     losses = [cv_squared(torch.tensor([1.0 + s, 1, 1, 1, 1, 1 - s / 5])) for s in (0.5, 1.0, 2.0, 4.0)]
-    assert all(a < b for a, b in zip(losses, losses[1:]))
+    assert all(a < b for a, b in itertools.pairwise(losses))
     moe = CLIPGuidedMoE(6, 0, num_experts=6, top_k=1, num_classes=0, noisy_gating=False).eval()
     with torch.no_grad():
         moe.w_g.copy_(torch.eye(6))

@@ -4,7 +4,8 @@ Wang, Li, Zheng, Zhang, Wei, "M2Restore: Mixture-of-Experts-based Mamba-CNN Fusi
 Restoration", IEEE TIP 2025 (https://arxiv.org/abs/2506.07814; code: yz-wang/M2Restore ``net/M2Restore.py``,
 ``net/MOE_CLIPbias.py``, the source of every layer name here).
 
-Module tree (``m2restore_official`` = the released network, 46,830,041 trainable parameters without CLIP)::
+Module tree (``m2restore_official`` = the released network: 46,830,041 parameters without CLIP, of which the 43,098
+in AdaIR's layers that never receive a gradient in the release are frozen, see ``m2restore.models.adair``)::
 
     M2Restore
     ├── prior (hidden)                   frozen CLIP degradation prior: probabilities p (B, K), embeddings (B, E)
@@ -24,6 +25,15 @@ log-sum-exp combine, additive CLIP bias, ``learned`` gate fed CLIP's content emb
 ``m2restore`` follows the paper: an edge-aware gate (Sobel edges + degradation embedding, DWConv-GELU-DWConv-
 Sigmoid, G weights the local stream) and our Bayesian cross-modal calibration of router and prior.
 
+Presets: ``m2restore`` (paper design, tiny random CLIP prior unless ``prior_checkpoint`` names a trained one),
+``m2restore_official`` (release; its prior defaults to ``uniform``, an information-free stand-in with the release's
+widths K=6, E=512 - pass ``prior="daclip:PATH"`` for DA-CLIP), and ``*_tiny`` versions (dim 16, blocks 1/2/2/2, one
+refinement block, smaller prompt) that train on a CPU.
+
+With released weights and a DA-CLIP prior, outputs still differ from the release's by design: our prior feeds CLIP
+normalised pixels (the release forgot CLIP's mean/std) and returns unit-norm embeddings (the release passed the raw
+image features to the gate's ``prompt_proj``).
+
 The CLIP prior is frozen and deliberately kept *outside* the module tree: ``parameters()`` (the optimizer) and
 ``state_dict()`` (checkpoints, the official key list) never contain it; it is rebuilt from its own source
 (config ``prior``/``prior_checkpoint``), moves with ``.to()`` and always runs in eval mode without autograd.
@@ -34,7 +44,6 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import ConfigError
@@ -179,8 +188,8 @@ class M2Restore(nn.Module):
 
         self.patch_embed = OverlapPatchEmbed(c.inp_channels, c.dim, c.bias)
         if c.decoder:  # every AdaIR frequency module uses heads[2]
-            fre = dict(num_heads=c.heads[2], bias=c.bias, in_dim=c.inp_channels, mask_radius_mode=c.mask_radius_mode,
-                       unused_layers=c.unused_layers)
+            fre = {"num_heads": c.heads[2], "bias": c.bias, "in_dim": c.inp_channels,
+                   "mask_radius_mode": c.mask_radius_mode, "unused_layers": c.unused_layers}
             self.fre1, self.fre2, self.fre3 = (FreModule(w[i], **fre) for i in (3, 2, 1))
         self.encoder_level1 = transformer_stack(c, w[0], c.heads[0], c.num_blocks[0])
         self.down1_2 = Downsample(w[0])
@@ -211,11 +220,11 @@ class M2Restore(nn.Module):
         if c.use_moe:
             if c.use_task_prompt:
                 self.task_prompt = TaskPromptGenerator(c.inp_channels, c.atom_num, c.atom_dim, c.prompt_hidden)
-            moe = dict(
-                num_experts=c.num_experts, top_k=c.top_k, mlp_ratio=c.ffn_expansion_factor, num_classes=k,
-                calibration=c.calibration, combine=c.moe_combine, noisy_gating=c.noisy_gating,
-                load_with_prior=c.load_with_prior, router_init=c.router_init,
-            )
+            moe = {
+                "num_experts": c.num_experts, "top_k": c.top_k, "mlp_ratio": c.ffn_expansion_factor, "num_classes": k,
+                "calibration": c.calibration, "combine": c.moe_combine, "noisy_gating": c.noisy_gating,
+                "load_with_prior": c.load_with_prior, "router_init": c.router_init,
+            }
             atom = c.atom_dim if c.use_task_prompt else 0
             self.mcdb1, self.mcdb2, self.mcdb3 = (DDERBlock(w[i], atom, **moe) for i in range(3))
         self.register_load_state_dict_pre_hook(_skip_release_clip_weights)
@@ -344,11 +353,12 @@ def split_release_state_dict(state: dict[str, Tensor]) -> tuple[dict[str, Tensor
 # ----------------------------------------------------------------------------------------------------------------
 # Presets
 # ----------------------------------------------------------------------------------------------------------------
-_RELEASE = dict(
-    mask_radius_mode="official", calibration="release", moe_combine="logsumexp", load_with_prior=False, router_init="randn", gate="learned",
-    gate_embedding="image", scan="raster",
-)
-_TINY = dict(dim=16, num_blocks=(1, 2, 2, 2), num_refinement_blocks=1, atom_num=16, atom_dim=64, prompt_hidden=16)
+_RELEASE = {  # the release's semantics where our defaults (the paper's design) differ
+    "mask_radius_mode": "official", "calibration": "release", "moe_combine": "logsumexp", "load_with_prior": False,
+    "router_init": "randn", "gate": "learned", "gate_embedding": "image", "scan": "raster",
+}
+_TINY = {"dim": 16, "num_blocks": (1, 2, 2, 2), "num_refinement_blocks": 1, "atom_num": 16, "atom_dim": 64,
+         "prompt_hidden": 16}
 
 register_preset(
     "m2restore", M2Restore, M2RestoreConfig, family="m2restore",

@@ -1,8 +1,9 @@
 """CLIP-guided mixture of experts of M2Restore: the task prompt and the "DDER" routing layer.
 
-M2Restore (Wang et al., IEEE TIP 2025, https://arxiv.org/abs/2506.07814) places one routing layer before each encoder level. Every pixel is a token; a router reads the
-pixel's features and a per-image *task prompt*, adds a bias from the frozen CLIP degradation prior, and sends the
-token to the top-k of E small MLP experts (Shazeer et al., 2017, "Outrageously large neural networks").
+M2Restore (Wang et al., IEEE TIP 2025, https://arxiv.org/abs/2506.07814) places one routing layer before each
+encoder level. Every pixel is a token; a router reads the pixel's features and a per-image *task prompt*, adds a bias
+from the frozen CLIP degradation prior, and sends the token to the top-k of E small MLP experts (Shazeer et al.,
+2017, "Outrageously large neural networks").
 
 Module tree (names follow the release ``yz-wang/M2Restore`` ``net/MOE_CLIPbias.py`` so its checkpoints load)::
 
@@ -283,7 +284,7 @@ class CLIPGuidedMoE(nn.Module):
         Returns:
             The expert mixture (B, C, H, W), the balance loss cv^2(importance) + cv^2(load), and the routing.
         """
-        b, c, h, w = x.shape
+        b, _, h, w = x.shape
         tokens = rearrange(x, "b c h w -> (b h w) c")  # (N, C)
         router_in = tokens
         if prompt is not None:
