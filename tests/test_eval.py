@@ -149,3 +149,5 @@ def test_official_lightning_checkpoint_goes_through_the_same_evaluation(tmp_path
     assert [r["psnr_y"] for r in official.rows] == pytest.approx([r["psnr_y"] for r in ours.rows], abs=1e-6)
     with pytest.raises(CheckpointError, match="--model"):
         evaluate(tmp_path / "adair.ckpt", data, device="cpu", progress=False)
+    with pytest.raises(CheckpointError, match="does not fit"):
+        evaluate(tmp_path / "adair.ckpt", data, model_name="promptir_tiny", device="cpu", progress=False)

@@ -29,8 +29,10 @@ def default_out(checkpoint: str, dataset: str, split: str) -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     """Arguments of ``m2restore test``."""
-    p = argparse.ArgumentParser(prog="m2restore test", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="m2restore test", description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--checkpoint", required=True, help="m2restore checkpoint, or an official PromptIR/AdaIR .ckpt")
     p.add_argument("--model", help="preset name; required for official checkpoints")
     p.add_argument("--dataset", required=True, help="cdd11, allweather, mini-cdd11, mini-allweather, folder, synthetic")

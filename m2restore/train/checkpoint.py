@@ -212,11 +212,15 @@ def load_model(
         info = {"model": ckpt["model_name"], "kind": "m2restore", "step": ckpt.get("step"), "weights": which,
                 "seed": ckpt.get("config", {}).get("seed"), "train": ckpt.get("train_protocol")}
     else:
+        from ..models.checkpoints import CheckpointError as OfficialCheckpointError
         from ..models.checkpoints import load_official_checkpoint
         from ..registry import build_model
 
         model = build_model(model_name, **overrides)
-        load_official_checkpoint(model, path)
+        try:
+            load_official_checkpoint(model, path)
+        except OfficialCheckpointError as e:  # one error type for the CLIs to report
+            raise CheckpointError(str(e)) from e
         info = {"model": model_name, "kind": "official", "step": None, "weights": "official", "seed": None,
                 "train": None}
     info["checkpoint"] = str(path)

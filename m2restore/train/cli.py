@@ -6,9 +6,11 @@ Examples::
         --max-steps 300 --out runs/adair_tiny
     m2restore train --out runs/adair_tiny --resume auto --max-steps 600          # continue (and extend) a run
     accelerate launch --num_processes 4 -m m2restore train --config m2restore --dataset allweather \\
-        --data-root /data/allweather --out runs/m2restore_aw
+        --data-root /data/allweather --out runs/m2restore_aw                    # 4 GPUs, DDP, bf16
+    torchrun --standalone --nproc_per_node 2 -m m2restore train ...              # 2 CPU processes (gloo)
 
 Config layers, later wins: defaults < the run's saved config.yaml (when resuming) < --config < flags < --set.
+Extending a run with a larger --max-steps re-stretches the cosine to the new length unless train.cosine_steps is set.
 ``--config`` takes a file or the name of a bundled recipe (m2restore, promptir, adair, cpu-tiny).
 Exit status: 0 done, 1 stopped on a NaN/inf loss, 2 bad arguments, config, data or run folder.
 """
@@ -36,8 +38,10 @@ def recipe_path(name: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """Arguments of ``m2restore train``."""
-    p = argparse.ArgumentParser(prog="m2restore train", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="m2restore train", description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--config", help="YAML recipe: a file or a bundled name (m2restore, promptir, adair, cpu-tiny)")
     p.add_argument("--model", help="registered preset (m2restore models lists them)")
     p.add_argument("--dataset", help="cdd11, allweather, mini-cdd11, mini-allweather, folder or synthetic")
