@@ -266,6 +266,7 @@ class M2Restore(nn.Module):
             The restored images (B, 3, H, W), or a RestorationOutput when ``return_aux`` or ``return_maps``.
         """
         c = self.config
+        want = return_aux or return_maps
         h, w = x.shape[-2:]
         img, _ = pad_to_multiple(x, self.pad_multiple)  # (B, 3, H', W')
         feats = self.run_prior(x)
@@ -280,7 +281,7 @@ class M2Restore(nn.Module):
                   (self.mcdb3, self.encoder_level3, self.down3_4))
         for i, (mcdb, encoder, down) in enumerate(stages, start=1):
             if mcdb is not None:
-                x_l, bal, stats = mcdb(x_l, prompt, probs, names)  # (B, C_i, H_i, W_i)
+                x_l, bal, stats = mcdb(x_l, prompt, probs, names, with_stats=want)  # (B, C_i, H_i, W_i)
                 balance, routing[f"mcdb{i}"] = balance + bal, stats
             skips.append(encoder(x_l))
             x_l = down(skips[-1])  # (B, C_{i+1}, H_i/2, W_i/2)
@@ -300,7 +301,7 @@ class M2Restore(nn.Module):
         x_l = self.decoder_level1(torch.cat([self.up2_1(x_l), skips[0]], 1))  # (B, 2C, H', W')
         out = (self.output(self.refinement(x_l)) + img)[..., :h, :w]  # (B, 3, H, W)
 
-        if not (return_aux or return_maps):
+        if not want:
             return out
         aux = {"balance": c.balance_weight * balance} if routing else {}
         extras: dict[str, Any] = {"routing": routing, "class_names": list(names)}

@@ -314,12 +314,14 @@ class DDERBlock(nn.Module):
         self.model = CLIPGuidedMoE(dim, dim if atom_dim else 0, **moe_kwargs)
 
     def forward(
-        self, x: Tensor, prompt: Tensor | None, probs: Tensor | None, class_names: tuple[str, ...] = ()
-    ) -> tuple[Tensor, Tensor, RoutingStats]:
-        """Return x + expert mixture (B, C, H, W), the balance loss and this call's routing statistics."""
+        self, x: Tensor, prompt: Tensor | None, probs: Tensor | None, class_names: tuple[str, ...] = (),
+        with_stats: bool = True,
+    ) -> tuple[Tensor, Tensor, RoutingStats | None]:
+        """Return x + expert mixture (B, C, H, W), the balance loss and this call's routing statistics (or None)."""
         d = self.fc(prompt) if self.fc is not None and prompt is not None else None  # (B, C)
         y, balance, routing = self.model(x, d, probs)
-        return x + y, balance, self._stats(routing, probs, x.shape[0], class_names)
+        stats = self._stats(routing, probs, x.shape[0], class_names) if with_stats else None
+        return x + y, balance, stats
 
     @torch.no_grad()
     def _stats(self, routing: Routing, probs: Tensor | None, batch: int, names: tuple[str, ...]) -> RoutingStats:
