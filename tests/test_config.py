@@ -34,6 +34,9 @@ def test_yaml_round_trip(tmp_path):
 def test_dotted_overrides_are_typed():
     cfg = apply_overrides(Outer(), ["model.dim=32", "model.ratio=3", "model.blocks=[1,1]", "resume=null"])
     assert cfg.model.dim == 32 and isinstance(cfg.model.ratio, float) and cfg.model.blocks == (1, 1)
+    assert apply_overrides(Outer(), ["model.ratio=5e-4"]).model.ratio == 5e-4
+    with pytest.raises(ConfigError, match="number"):
+        apply_overrides(Outer(), ["model.ratio=fast"])
     assert cfg.resume is None
     with pytest.raises(ConfigError, match="integer"):
         apply_overrides(Outer(), ["model.dim=abc"])
