@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import io
 import json
 import math
@@ -14,9 +15,21 @@ import torch
 import torch.nn.functional as F
 from einops import repeat
 
-from m2restore.ops import Mamba, scan_backend, selective_scan, selective_scan_ref, selective_scan_torch
+from m2restore.ops import (
+    Mamba,
+    scan_backend,
+    selective_scan,
+    selective_scan_numba,
+    selective_scan_ref,
+    selective_scan_torch,
+)
 
 ss = importlib.import_module("m2restore.ops.selective_scan")  # the module (the package re-exports the function)
+HAS_NUMBA = importlib.util.find_spec("numba") is not None
+FAST_PATHS = [
+    pytest.param(selective_scan_torch, id="torch_fast"),
+    pytest.param(selective_scan_numba, id="numba_cpu", marks=pytest.mark.skipif(not HAS_NUMBA, reason="no numba")),
+]
 FIXTURES = Path(__file__).parent / "fixtures"
 F64 = torch.float64
 
@@ -78,10 +91,11 @@ def grads(out: torch.Tensor, inp: dict[str, torch.Tensor], names: list[str]) -> 
     return list(torch.autograd.grad((out * weight).sum(), [inp[k] for k in names]))
 
 
-def assert_paths_agree(inp: dict, use: tuple[str, ...], softplus: bool, chunk: int | None, atol: float) -> None:
+def assert_paths_agree(fn, inp: dict, use: tuple[str, ...], softplus: bool, chunk: int | None, atol: float) -> None:
+    """Values, last state and the gradients of all inputs of ``fn`` equal those of the reference."""
     names = ["u", "delta", "A", "B", "C", *use]
     out_ref, last_ref = run(selective_scan_ref, inp, use, softplus)
-    out, last = run(selective_scan_torch, inp, use, softplus, chunk=chunk)
+    out, last = run(fn, inp, use, softplus, chunk=chunk)
     torch.testing.assert_close(out, out_ref, atol=atol, rtol=atol)
     torch.testing.assert_close(last, last_ref, atol=atol, rtol=atol)
     for name, g, g_ref in zip(names, grads(out, inp, names), grads(out_ref, inp, names)):
@@ -112,43 +126,53 @@ def test_reference_matches_closed_form() -> None:
     torch.testing.assert_close(last, h_last)
 
 
-# --- fast path vs reference, float64 ---------------------------------------------------------------------
+# --- fast paths vs reference, float64 --------------------------------------------------------------------
 LAYOUTS = ["const", "var", "g2"]
 
 
+def skip_constant_for_numba(fn, *layouts: str) -> None:
+    if fn is selective_scan_numba and "const" in layouts:
+        pytest.skip("numba_cpu takes time-varying B and C only (auto dispatch sends the rest to torch_fast)")
+
+
+@pytest.mark.parametrize("fn", FAST_PATHS)
 @pytest.mark.parametrize("B_layout", LAYOUTS + ["g4"])
 @pytest.mark.parametrize("C_layout", LAYOUTS)
 @pytest.mark.parametrize(
     "use,softplus", [(("D", "z", "delta_bias"), True), ((), False), (("delta_bias",), False), (("D",), True)]
 )
-def test_torch_fast_matches_reference(B_layout: str, C_layout: str, use: tuple[str, ...], softplus: bool) -> None:
+def test_fast_path_matches_reference(fn, B_layout: str, C_layout: str, use: tuple[str, ...], softplus: bool) -> None:
+    skip_constant_for_numba(fn, B_layout, C_layout)
     inp = make_inputs(B_layout=B_layout, C_layout=C_layout)
-    assert_paths_agree(inp, use, softplus, chunk=4, atol=1e-10)  # 13 steps: chunks of 4, 4, 4, 1
+    assert_paths_agree(fn, inp, use, softplus, chunk=4, atol=1e-10)  # 13 steps: chunks of 4, 4, 4, 1
 
 
+@pytest.mark.parametrize("fn", FAST_PATHS)
 @pytest.mark.parametrize("L,chunk", [(1, None), (1, 4), (2, 1), (7, None), (7, 3), (16, 16), (17, 5), (31, 8)])
-def test_torch_fast_sequence_lengths(L: int, chunk: int | None) -> None:
+def test_fast_path_sequence_lengths(fn, L: int, chunk: int | None) -> None:
     inp = make_inputs(L=L, B_layout="var", C_layout="g2", seed=L)
-    assert_paths_agree(inp, ("D", "z", "delta_bias"), True, chunk=chunk, atol=1e-10)
+    assert_paths_agree(fn, inp, ("D", "z", "delta_bias"), True, chunk=chunk, atol=1e-10)
 
 
-def test_results_do_not_depend_on_chunk_size() -> None:
+@pytest.mark.parametrize("fn", FAST_PATHS)
+def test_results_do_not_depend_on_chunk_size(fn) -> None:
     inp = {k: v.detach() for k, v in make_inputs(L=29).items()}
-    outs = [run(selective_scan_torch, inp, ("D", "z"), True, chunk=c)[0] for c in (1, 3, 7, 29, 64)]
+    outs = [run(fn, inp, ("D", "z"), True, chunk=c)[0] for c in (1, 3, 7, 29, 64)]
     for out in outs[1:]:
         torch.testing.assert_close(out, outs[0], atol=1e-12, rtol=1e-12)
     assert ss._chunk_length(2, 768, 16, 4096) >= 1 and ss._chunk_length(1, 8, 4, 3) == 3
 
 
-def test_gradcheck_torch_fast() -> None:
+@pytest.mark.parametrize("fn", FAST_PATHS)
+def test_gradcheck_fast_path(fn) -> None:
     inp = make_inputs(b=1, d=4, L=5, N=2, B_layout="var", C_layout="g2", seed=3)
     names = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
 
-    def fn(*args: torch.Tensor) -> torch.Tensor:
+    def scan(*args: torch.Tensor) -> torch.Tensor:
         u, delta, A, B, C, D, z, bias = args
-        return selective_scan_torch(u, delta, A, B, C, D, z, bias, delta_softplus=True, chunk=2)
+        return fn(u, delta, A, B, C, D, z, bias, delta_softplus=True, chunk=2)
 
-    assert torch.autograd.gradcheck(fn, [inp[k] for k in names])
+    assert torch.autograd.gradcheck(scan, [inp[k] for k in names])
 
 
 def test_gradcheck_constant_operands() -> None:
@@ -171,12 +195,13 @@ def test_only_some_inputs_require_grad() -> None:
 
 
 # --- dtypes ----------------------------------------------------------------------------------------------
-def test_float32_agrees_with_float64_reference() -> None:
+@pytest.mark.parametrize("fn", FAST_PATHS)
+def test_float32_agrees_with_float64_reference(fn) -> None:
     inp64 = make_inputs(b=2, d=16, L=40, N=8)
     inp32 = {k: v.detach().float().requires_grad_() for k, v in inp64.items()}
     use = ("D", "z", "delta_bias")
     out64, _ = run(selective_scan_ref, inp64, use, True)
-    out32, last32 = run(selective_scan_torch, inp32, use, True, chunk=16)
+    out32, last32 = run(fn, inp32, use, True, chunk=16)
     assert out32.dtype == last32.dtype == torch.float32
     torch.testing.assert_close(out32.double(), out64, atol=1e-4, rtol=1e-4)
     names = ["u", "delta", "A", "B", "C", *use]
@@ -184,14 +209,15 @@ def test_float32_agrees_with_float64_reference() -> None:
         torch.testing.assert_close(g32.double(), g64, atol=1e-3, rtol=1e-3)
 
 
+@pytest.mark.parametrize("fn", FAST_PATHS)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_half_inputs_computed_in_float32(dtype: torch.dtype) -> None:
-    """Half inputs: both paths upcast to float32; output in the input dtype, last state in float32."""
+def test_half_inputs_computed_in_float32(fn, dtype: torch.dtype) -> None:
+    """Half inputs: every path upcasts to float32; output in the input dtype, last state in float32."""
     inp = make_inputs(b=2, d=8, L=21, N=4, dtype=dtype)
     inp["A"] = inp["A"].detach().float().requires_grad_()  # mamba_ssm keeps A in float32
     use = ("D", "z", "delta_bias")
     out_ref, last_ref = run(selective_scan_ref, inp, use, True)
-    out, last = run(selective_scan_torch, inp, use, True, chunk=8)
+    out, last = run(fn, inp, use, True, chunk=8)
     assert out.dtype == dtype and last.dtype == torch.float32 and last_ref.dtype == torch.float32
     torch.testing.assert_close(last, last_ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(out.float(), out_ref.float(), atol=1e-2, rtol=1e-2)
@@ -204,7 +230,8 @@ def test_half_inputs_computed_in_float32(dtype: torch.dtype) -> None:
 # --- dispatch and errors ---------------------------------------------------------------------------------
 def test_backend_dispatch(monkeypatch: pytest.MonkeyPatch) -> None:
     inp = {k: v.detach() for k, v in make_inputs(L=6).items()}
-    assert scan_backend(inp["u"]) == "torch_fast"
+    cpu_backend = "numba_cpu" if HAS_NUMBA else "torch_fast"
+    assert scan_backend(inp["u"]) == cpu_backend
     args = (inp["u"], inp["delta"], inp["A"], inp["B"], inp["C"], inp["D"])
     torch.testing.assert_close(selective_scan(*args, backend="reference"), selective_scan_ref(*args))
     torch.testing.assert_close(selective_scan(*args), selective_scan_ref(*args))
@@ -212,14 +239,46 @@ def test_backend_dispatch(monkeypatch: pytest.MonkeyPatch) -> None:
         selective_scan(*args, backend="mamba_ssm_cuda")
     with pytest.raises(ValueError, match="backend"):
         selective_scan(*args, backend="triton")
+    # A constant B goes to torch_fast under "auto"; numba_cpu refuses it when asked by name.
+    const_B = (inp["u"], inp["delta"], inp["A"], inp["B"][0, :, 0].expand(8, 4).contiguous(), inp["C"])
+    torch.testing.assert_close(selective_scan(*const_B), selective_scan_ref(*const_B))
+    with pytest.raises(RuntimeError, match="time-varying"):
+        selective_scan(*const_B, backend="numba_cpu")
     # CUDA tensors go to mamba_ssm's kernel only when it imports, and never in float64.
-    fake_cuda = SimpleNamespace(is_cuda=True, dtype=torch.float32)
+    cuda = SimpleNamespace(type="cuda")
+    fake_cuda = SimpleNamespace(is_cuda=True, dtype=torch.float32, device=cuda)
     monkeypatch.setattr(ss, "_mamba_ssm_scan_fn", lambda: None)
     assert scan_backend(fake_cuda) == "torch_fast"
     monkeypatch.setattr(ss, "_mamba_ssm_scan_fn", lambda: selective_scan_ref)
     assert scan_backend(fake_cuda) == "mamba_ssm_cuda"
-    assert scan_backend(SimpleNamespace(is_cuda=True, dtype=F64)) == "torch_fast"
+    assert scan_backend(SimpleNamespace(is_cuda=True, dtype=F64, device=cuda)) == "torch_fast"
+    assert scan_backend(inp["u"]) == cpu_backend
+    # Without numba the CPU takes torch_fast.
+    monkeypatch.setattr(ss, "_numba_module", lambda: None)
     assert scan_backend(inp["u"]) == "torch_fast"
+
+
+@pytest.mark.skipif(not HAS_NUMBA, reason="no numba")
+def test_numba_float32_exp_matches_torch() -> None:
+    """The vectorisable float32 exp of the compiled path: ~1 ulp in range, 0 below, inf above, NaN kept."""
+    import numba
+    import numpy as np
+
+    sn = importlib.import_module("m2restore.ops.scan_numba")
+
+    @numba.njit
+    def exp32(x):
+        m, k = np.empty_like(x), np.empty(x.shape[0], np.int32)
+        for n in range(x.shape[0]):
+            m[n], k[n] = sn.exp_parts(x[n])
+        return m * sn.pow2(k, x[0])
+
+    x = np.concatenate([np.linspace(-87.3, 88.7, 40001), [-1e-30, 0.0, 1e-30, 88.5, 88.72]]).astype(np.float32)
+    got, want = torch.from_numpy(exp32(x)).double(), torch.exp(torch.from_numpy(x).double())
+    assert ((got - want).abs() / want).max() < 2.5e-7
+    edge = np.array([-200.0, -88.0, 89.0, np.inf, -np.inf, np.nan], np.float32)
+    got = exp32(edge)
+    assert (got[:2] < 1.2e-38).all() and np.isinf(got[2:4]).all() and got[4] == 0 and np.isnan(got[5])
 
 
 def test_shape_errors_name_the_problem() -> None:
@@ -271,13 +330,18 @@ def mamba_from_scratch(m: Mamba, x: torch.Tensor) -> torch.Tensor:
     return F.linear(y.transpose(1, 2), m.out_proj.weight, m.out_proj.bias)  # (B, L, D)
 
 
+@pytest.mark.parametrize("numba_off", [False, True], ids=["auto", "torch_fast"])
 @pytest.mark.parametrize("L,bias", [(1, False), (3, True), (37, False)])
-def test_mamba_forward_matches_from_scratch_composition(L: int, bias: bool) -> None:
+def test_mamba_forward_matches_from_scratch_composition(
+    L: int, bias: bool, numba_off: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if numba_off:
+        monkeypatch.setattr(ss, "_numba_module", lambda: None)
     torch.manual_seed(L)
     m = Mamba(d_model=24, d_state=8, bias=bias, dtype=F64)
     x = torch.randn(2, L, 24, dtype=F64, requires_grad=True)
     out, expected = m(x), mamba_from_scratch(m, x)
-    assert out.shape == x.shape and m.path(x) == "torch_fast"
+    assert out.shape == x.shape and m.path(x) == ("torch_fast" if numba_off or not HAS_NUMBA else "numba_cpu")
     torch.testing.assert_close(out, expected, atol=1e-10, rtol=1e-10)
     g, g_ref = torch.autograd.grad(out.sum(), x), torch.autograd.grad(expected.sum(), x)
     torch.testing.assert_close(g, g_ref, atol=1e-10, rtol=1e-10)

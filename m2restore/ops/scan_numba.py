@@ -1,17 +1,19 @@
-"""Compiled CPU selective scan (numba): the sequential recurrence in registers, one channel per task.
+"""Compiled CPU selective scan (numba): the sequential recurrence, one channel per task.
 
 The whole scan of one channel (b, d) runs in a compiled loop with its N states in a small local array, so
-no (b, d, L, N) tensor is ever materialised: the forward is about as fast as one ``exp`` pass over such a
-tensor. The backward recomputes each chunk of T steps from a checkpointed state into a T x N buffer that stays
+no (b, d, L, N) tensor is ever materialised: the forward costs about one ``exp`` pass over such a tensor. The backward recomputes each chunk of T steps from a checkpointed state into a T x N buffer that stays
 in L1, then runs the adjoint recurrence in reverse (the same equations as ``_ChunkedScanFn`` in
 ``selective_scan.py``). Gradients that sum over channels (B, C) or over the batch (A) are accumulated per
 worker and added up afterwards, so workers never write to the same memory.
 
 float32 uses a vectorisable ``exp`` (Cody-Waite range reduction and the Cephes degree-6 polynomial,
-relative error < 1e-7, i.e. about 1 ulp): the ``exp`` of numba's LLVM is a scalar libm call, 5-10x slower.
-float64 uses ``math.exp``. Only time-varying (b, G, N, L) B and C are handled here; everything else falls
-back to the PyTorch path. numba is optional: this module is imported only when it is installed (see
-``selective_scan._numba_module``).
+relative error < 1e-7, about 1 ulp): ``math.exp`` compiles to a scalar libm call, which made the forward
+about 10x slower here. float64 uses ``math.exp``. Only time-varying (b, G, N, L) B and C are handled here;
+everything else takes the PyTorch path. numba is optional: this module is imported only when it is
+installed (see ``selective_scan._numba_module``). Importing it selects numba's "workqueue" threading layer
+unless one was chosen (NUMBA_THREADING_LAYER): the OpenMP layer spins against PyTorch's own OpenMP pool
+and slowed both down by 5-10x in our measurements. Kernels compile on first use (seconds) and are cached
+on disk.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from numba import types
 from numba.extending import overload
 from torch import Tensor
 
+if numba.config.THREADING_LAYER == "default":
+    numba.config.THREADING_LAYER = "workqueue"
 CHUNK = 64  # steps recomputed at once in the backward: two T x N buffers per worker, in L1
 _FASTMATH = {"contract", "reassoc", "nsz", "arcp"}  # no 'nnan'/'ninf': NaN and inf propagate as in torch
 
@@ -50,7 +54,8 @@ def _exp_parts_f32(x):
     m = p * r * r + r + f32(1.0)
     m = f32(0.0) if x < lo else m  # underflow (torch gives 0 or a denormal below 1.2e-38)
     m = np.inf if x > hi else m
-    return (x if x != x else m), np.int32(k)  # NaN stays NaN
+    m = m * f32(2.0) if k > f32(127.0) else m  # keep 2**k a finite float32 near the top of the range
+    return (x if np.isnan(x) else m), np.int32(min(k, f32(127.0)))  # NaN stays NaN
 
 
 def _exp_parts_f64(x):
@@ -79,7 +84,7 @@ def _pow2_overload(k, like):
 
 @numba.njit(parallel=True, fastmath=_FASTMATH, cache=True)
 def scan_forward(x, dl, A, B, C, y, checkpoints, last, T):
-    """x, dl: (b, d, L); A: (d, N); B, C: (b, G, L, N); y: (b, d, L); checkpoints: (b, d, n_chunks, N); last: (b, d, N)."""
+    """Outputs y (b, d, L), checkpoints (b, d, n_chunks, N), last (b, d, N); x, dl (b, d, L), A (d, N), B, C (b, G, L, N)."""
     b, d, L = x.shape
     N, H = A.shape[1], d // B.shape[1]
     for row in numba.prange(b * d):
@@ -101,10 +106,11 @@ def scan_forward(x, dl, A, B, C, y, checkpoints, last, T):
                 y[i, j, t] = acc
         last[i, j] = h
 
+
 @numba.njit(parallel=True, fastmath=_FASTMATH, cache=True)
 def scan_backward(x, dl, A, B, C, dy, checkpoints, T, dx, ddl, dA_parts, dB_parts, dC_parts):
     """Gradients. Worker p takes a block of rows and adds into dA_parts[p] (d, N), dB_parts[p], dC_parts[p]."""
-    b, d, L = x.shape
+    b, d = x.shape[:2]
     P = dA_parts.shape[0]
     for p in numba.prange(P):
         dA, dB, dC = dA_parts[p], dB_parts[p], dC_parts[p]
@@ -156,18 +162,11 @@ def _backward_rows(x, dl, A, B, C, dy, checkpoints, T, dx, ddl, dA, dB, dC, r0, 
                 ddl[i, j, t] = sdl
 
 
-def _configure_threads() -> int:
-    """Use numba's own "workqueue" pool (its OpenMP pool spins against PyTorch's) with torch's thread count."""
-    if not _configure_threads.done:
-        if numba.config.THREADING_LAYER == "default":
-            numba.config.THREADING_LAYER = "workqueue"
-        _configure_threads.done = True
+def _set_threads() -> int:
+    """Run the kernels on as many threads as PyTorch uses (capped by numba's pool); returns that number."""
     workers = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(workers)
     return workers
-
-
-_configure_threads.done = False
 
 
 class NumbaScanFn(torch.autograd.Function):
@@ -185,7 +184,7 @@ class NumbaScanFn(torch.autograd.Function):
         y = x.new_empty(b, d, L)
         checkpoints = x.new_empty(b, d, -(-L // chunk), N)
         last = x.new_empty(b, d, N)
-        _configure_threads()
+        _set_threads()
         scan_forward(*[t.detach().numpy() for t in (x, delta, A, B_t, C_t, y, checkpoints, last)], chunk)
         ctx.save_for_backward(x, delta, A, B_t, C_t, checkpoints)
         ctx.chunk = chunk
@@ -195,7 +194,7 @@ class NumbaScanFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy: Tensor, _dlast: Tensor | None):
         x, delta, A, B_t, C_t, checkpoints = ctx.saved_tensors
-        P = _configure_threads()
+        P = _set_threads()
         dx, ddelta = torch.empty_like(x), torch.empty_like(x)
         dA_parts = x.new_zeros(P, *A.shape)
         dB_parts, dC_parts = (x.new_zeros(P, *B_t.shape) for _ in range(2))
