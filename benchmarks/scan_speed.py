@@ -1,12 +1,15 @@
 """Speed and memory of the selective scan on the CPU: fast PyTorch path vs autograd through the reference loop.
 
-For each (b, d, L, N) it times, in one run and side by side (best of ``--reps``):
-- ``torch_fast`` (:func:`m2restore.ops.selective_scan_torch`), forward (no grad) and forward+backward;
+For each (b, d, L, N) it times, in one run and side by side (best of ``--reps``), forward (no grad) and
+forward+backward of
+- ``numba_cpu`` (:func:`m2restore.ops.selective_scan_numba`, when numba imports) and ``torch_fast``
+  (:func:`m2restore.ops.selective_scan_torch`), the two fast CPU paths;
 - autograd through :func:`m2restore.ops.selective_scan_ref`, the sequential loop over ``unbind`` slices;
-- one elementwise ``exp`` over a (b, d, L, N) tensor, a floor that no scan can beat;
+- one elementwise ``exp`` over a (b, d, L, N) tensor, the floor of an implementation that materialises it;
 and the peak extra resident memory of forward+backward, measured in a fresh subprocess per path (the kernel's
 peak-RSS counter is reset just before the call), in units of one (b, d, L, N) float32 state.
-Inputs are Mamba's: B, C (b, N, L), D, z, delta_bias and softplus.
+Inputs are Mamba's: B, C (b, N, L), D, z, delta_bias and softplus. Wall times are the headline; CPU times
+(process time, summed over threads) are printed too, because on a shared machine they are much less noisy.
 
 Usage::
 
@@ -35,12 +38,14 @@ from pathlib import Path
 
 import torch
 
-from m2restore.ops import selective_scan_ref, selective_scan_torch
+from m2restore.ops import selective_scan_numba, selective_scan_ref, selective_scan_torch
 
 SIZES = [(2, 192, 1024, 16), (1, 768, 4096, 16)]
 QUICK_SIZES = [(1, 64, 256, 16), (2, 48, 400, 16)]
-PATHS = {"torch_fast": selective_scan_torch, "autograd_ref": selective_scan_ref}
 ss = importlib.import_module("m2restore.ops.selective_scan")  # the module (the package re-exports the function)
+PATHS = {"torch_fast": selective_scan_torch, "autograd_ref": selective_scan_ref}
+if ss._numba_module() is not None:
+    PATHS = {"numba_cpu": selective_scan_numba, **PATHS}
 
 
 def make_inputs(b: int, d: int, L: int, N: int, seed: int = 0) -> list[torch.Tensor]:
@@ -64,15 +69,16 @@ def call(fn: Callable, inputs: list[torch.Tensor], backward: bool) -> None:
             fn(*inputs, delta_softplus=True)
 
 
-def best_ms(fn: Callable[[], None], reps: int) -> float:
-    """Best wall time of ``reps`` calls after one warm-up call, in milliseconds."""
+def best_ms(fn: Callable[[], None], reps: int) -> tuple[float, float]:
+    """Best wall time and best CPU (process) time of ``reps`` calls after one warm-up call, in milliseconds."""
     fn()
-    times = []
+    wall, cpu = [], []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        w0, c0 = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * min(times)
+        wall.append(time.perf_counter() - w0)
+        cpu.append(time.process_time() - c0)
+    return 1e3 * min(wall), 1e3 * min(cpu)
 
 
 def rss_bytes() -> int:
@@ -115,7 +121,7 @@ def measure_memory(path: str, size: tuple[int, ...], threads: int) -> dict[str, 
 def exp_floor_ms(size: tuple[int, ...], reps: int) -> float:
     """One elementwise exp over a (b, d, L, N) float32 tensor into a preallocated output."""
     x, out = torch.randn(*size), torch.empty(*size)
-    return best_ms(lambda: torch.exp(x, out=out), reps)
+    return best_ms(lambda: torch.exp(x, out=out), reps)[0]
 
 
 def bench_size(size: tuple[int, ...], reps: int, threads: int, memory: bool) -> list[dict]:
@@ -127,11 +133,15 @@ def bench_size(size: tuple[int, ...], reps: int, threads: int, memory: bool) -> 
     for path, fn in PATHS.items():
         slow = path == "autograd_ref" and b * d * L * N > 4e6
         n = max(1, reps // 3) if slow else reps  # the loop takes seconds at the large size
+        fwd = best_ms(functools.partial(call, fn, inputs, backward=False), n)
+        fwdbwd = best_ms(functools.partial(call, fn, inputs, backward=True), n)
         row = {
             "size": size,
             "path": path,
-            "fwd_ms": best_ms(functools.partial(call, fn, inputs, backward=False), n),
-            "fwdbwd_ms": best_ms(functools.partial(call, fn, inputs, backward=True), n),
+            "fwd_ms": fwd[0],
+            "fwdbwd_ms": fwdbwd[0],
+            "fwd_cpu_ms": fwd[1],
+            "fwdbwd_cpu_ms": fwdbwd[1],
         }
         if memory:
             peak = measure_memory(path, size, threads)["peak_extra_bytes"]
@@ -147,7 +157,7 @@ def chunk_sweep(size: tuple[int, ...], reps: int) -> list[tuple[int, int, float]
     try:
         for budget in (1 << 15, 1 << 16, 1 << 17, 1 << 18, 1 << 19, 1 << 20, 1 << 21):
             ss._CHUNK_ELEMENTS = budget
-            ms = best_ms(lambda: call(selective_scan_torch, inputs, backward=True), reps)
+            ms = best_ms(lambda: call(selective_scan_torch, inputs, backward=True), reps)[0]
             results.append((budget, ss._chunk_length(b, d, N, L), ms))
     finally:
         ss._CHUNK_ELEMENTS = default
@@ -156,31 +166,38 @@ def chunk_sweep(size: tuple[int, ...], reps: int) -> list[tuple[int, int, float]
 
 def markdown(rows: list[dict]) -> str:
     """Rows as a Markdown table plus the ratios measured in the same run."""
-    lines = [
-        "| (b, d, L, N) | path | forward ms | fwd+bwd ms | peak extra MB | peak / one state |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
 
     def fmt(v: float | None, spec: str) -> str:
         return format(v, spec) if isinstance(v, float) else "-"
 
+    lines = [
+        (
+            "| (b, d, L, N) | path | forward ms | fwd+bwd ms | forward CPU ms | fwd+bwd CPU ms | peak extra MB "
+            "| peak / one state |"
+        ),
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         lines.append(
             f"| {r['size']} | {r['path']} | {fmt(r['fwd_ms'], '.1f')} | {fmt(r.get('fwdbwd_ms'), '.1f')} | "
+            f"{fmt(r.get('fwd_cpu_ms'), '.1f')} | {fmt(r.get('fwdbwd_cpu_ms'), '.1f')} | "
             f"{fmt(r.get('peak_extra_mb'), '.1f')} | {fmt(r.get('peak_in_states'), '.2f')} |"
         )
     lines += [
         "",
-        "| (b, d, L, N) | fwd speed-up vs autograd loop | fwd+bwd speed-up | fast fwd / exp | fast fwd+bwd / exp |",
-        "|---|---:|---:|---:|---:|",
+        "| (b, d, L, N) | path | fwd speed-up vs autograd loop | fwd+bwd speed-up | same, CPU time | fwd+bwd / exp |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     for size in dict.fromkeys(r["size"] for r in rows):
         by = {r["path"]: r for r in rows if r["size"] == size}
-        fast, ref, floor = by["torch_fast"], by["autograd_ref"], by["exp floor"]["fwd_ms"]
-        lines.append(
-            f"| {size} | {ref['fwd_ms'] / fast['fwd_ms']:.1f}x | {ref['fwdbwd_ms'] / fast['fwdbwd_ms']:.1f}x | "
-            f"{fast['fwd_ms'] / floor:.1f} | {fast['fwdbwd_ms'] / floor:.1f} |"
-        )
+        ref, floor = by["autograd_ref"], by["exp floor"]["fwd_ms"]
+        for path in (p for p in PATHS if p != "autograd_ref"):
+            fast = by[path]
+            lines.append(
+                f"| {size} | {path} | {ref['fwd_ms'] / fast['fwd_ms']:.1f}x | "
+                f"{ref['fwdbwd_ms'] / fast['fwdbwd_ms']:.1f}x | {ref['fwdbwd_cpu_ms'] / fast['fwdbwd_cpu_ms']:.1f}x | "
+                f"{fast['fwdbwd_ms'] / floor:.1f} |"
+            )
     return "\n".join(lines)
 
 
