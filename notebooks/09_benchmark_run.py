@@ -33,6 +33,7 @@ grad_accum = 1
 patch_size = 64
 lr = 0.001
 warmup_steps = 0
+grad_clip = 0.0
 threads = 0
 prior_checkpoint = ""
 profile_size = 128
@@ -55,8 +56,8 @@ from m2restore.bench import pipeline
 parameters = dict(
     model=model, dataset=dataset, data_root=data_root, device=device, budget_steps=budget_steps,
     batch_size=batch_size, grad_accum=grad_accum, patch_size=patch_size, lr=lr, warmup_steps=warmup_steps,
-    threads=threads, prior_checkpoint=prior_checkpoint, profile_size=profile_size, eval_limit=eval_limit, seed=seed,
-    smoke=smoke, out_dir=out_dir,
+    grad_clip=grad_clip, threads=threads, prior_checkpoint=prior_checkpoint, profile_size=profile_size,
+    eval_limit=eval_limit, seed=seed, smoke=smoke, out_dir=out_dir,
 )
 # run by hand without out_dir: a fresh folder, so that nothing is overwritten
 out_dir = out_dir or f"_outputs/09_benchmark_run/{model}-{dataset}-seed{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -87,7 +88,7 @@ for i, t in enumerate(train_set.types):
     picks.setdefault(t, i)
 show = list(picks.items())[:6]
 fig, axes = plt.subplots(1, len(show), figsize=(2.2 * len(show), 2.4), squeeze=False)
-for ax, (t, i) in zip(axes[0], show):
+for ax, (t, i) in zip(axes[0], show, strict=True):
     ax.imshow(train_set[i]["input"].permute(1, 2, 0).numpy())
     ax.set_title(t, fontsize=9)
     ax.axis("off")

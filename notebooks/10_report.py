@@ -40,18 +40,18 @@ from m2restore.bench.report import build_report, records_frame, summarise
 
 out = Path(out_dir)
 if smoke:
-    # a real, tiny benchmark in this process: three models x two seeds, two training steps each
+    # a real, tiny benchmark in this process: two models x two seeds, two training steps, four test images each
     from m2restore.data import make_mini_cdd11
 
     runs_dir = str(out / "runs")
     data = make_mini_cdd11(out / "data", size=64, n_train=2, n_test=1)
-    for model in ("m2restore_tiny", "adair_tiny", "promptir_tiny"):
+    for model in (reference_model, "adair_tiny"):
         for seed in (0, 1):
             folder = Path(runs_dir) / "mini-cdd11" / model / f"seed{seed}"
             if not (folder / "record.json").is_file():
                 pipeline.run_benchmark(pipeline.RunSettings(
                     model=model, dataset="mini-cdd11", data_root=str(data), seed=seed, out_dir=str(folder),
-                    smoke=True,
+                    eval_limit=4, smoke=True,
                 ))
 if not Path(runs_dir).is_dir():
     raise FileNotFoundError(f"{runs_dir}: no runs yet. Run `make demo` (or `m2restore bench --grid ...`) first")

@@ -222,4 +222,6 @@ def test_cli_report_and_shipped_grids(two_runs: tuple[Path, list], tmp_path: Pat
     for g in grids:
         grid = load_grid(g)
         assert len(grid.models) >= 3 and grid.kernel == "m2restore"
-    assert load_grid(grids[0].parent / "demo-seeds.yaml").seeds == [0, 1, 2]
+    demo, seeds = load_grid(grids[0].parent / "demo.yaml"), load_grid(grids[0].parent / "demo-seeds.yaml")
+    assert seeds.seeds == [0, 1, 2] and demo.seeds == [0]
+    assert seeds.parameters == demo.parameters and seeds.models == demo.models  # the goal runs the demo's budget

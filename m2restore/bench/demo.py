@@ -15,25 +15,34 @@ The same command runs the 3-seed goal measurement on the same data and prior::
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import time
 from pathlib import Path
 
-from ..config import ConfigError, parse_override
+from ..config import ConfigError, atomic_write_text, parse_override
 
 DEFAULT_GRID = "benchmarks/grids/demo.yaml"
 PRIOR_MINUTES = 2.0  # tiny CLIP prior budget; part of the 20-minute total (benchmarks/README.md)
 
 
 class _Progress:
-    """Prints ``[demo k/n] message (elapsed)`` lines."""
+    """Prints ``[demo k/n mm:ss] message`` lines and keeps the elapsed time at the end of every stage."""
 
     def __init__(self, stages: int) -> None:
         self.stages, self.start = stages, time.perf_counter()
+        self.marks: dict[str, float] = {}
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
 
     def __call__(self, stage: int, message: str) -> None:
-        elapsed = time.perf_counter() - self.start
-        print(f"[demo {stage}/{self.stages} {elapsed // 60:02.0f}:{elapsed % 60:02.0f}] {message}", flush=True)
+        e = self.elapsed()
+        print(f"[demo {stage}/{self.stages} {e // 60:02.0f}:{e % 60:02.0f}] {message}", flush=True)
+
+    def mark(self, name: str) -> None:
+        self.marks[name] = round(self.elapsed(), 1)
 
 
 def build_data(root: Path, size: int, seed: int = 0) -> Path:
@@ -45,8 +54,6 @@ def build_data(root: Path, size: int, seed: int = 0) -> Path:
 
 def train_tiny_prior(data: Path, out: Path, minutes: float, threads: int) -> tuple[Path, dict]:
     """Train the tiny CLIP prior once (``out/prior.pt``); a finished one is reused. Returns (checkpoint, summary)."""
-    import json
-
     from ..clip import train_prior
 
     checkpoint, summary_file = out / "prior.pt", out / "summary.json"
@@ -89,16 +96,22 @@ def _run(args: argparse.Namespace) -> int:
         extra[".".join(path)] = value
     out = Path(args.out)
     progress = _Progress(4)
+    load_before = os.getloadavg()[0]
+    if load_before > 0.5 * (os.cpu_count() or 1):
+        progress(1, f"note: load average {load_before:.1f} on {os.cpu_count()} cores before starting; other processes "
+                    "share the CPU, so every stage will take longer than on an idle machine")
 
     progress(1, f"building mini CDD-11 from scikit-image's photographs -> {args.data}")
     data = build_data(Path(args.data), args.size)
     n_train = sum(1 for _ in (data / "train").rglob("*.png"))
     progress(1, f"mini CDD-11 ready: {n_train} training images")
+    progress.mark("data")
 
     progress(2, f"training the tiny CLIP degradation prior ({args.prior_minutes:g} min budget) -> {args.prior_dir}")
     prior, summary = train_tiny_prior(data, Path(args.prior_dir), args.prior_minutes, args.threads)
     acc = summary.get("eval", {}).get("accuracy")
     progress(2, f"prior ready: {summary.get('steps')} steps" + (f", zero-shot test accuracy {acc:.1%}" if acc else ""))
+    progress.mark("prior")
 
     grid.datasets = [DatasetSpec(d.name, str(data)) if d.name == "mini-cdd11" else d for d in grid.datasets]
     runs = len(grid.runs())
@@ -106,10 +119,19 @@ def _run(args: argparse.Namespace) -> int:
                 f"{ {**grid.parameters, **extra} }")
     outcomes = run_grid(grid, out, extra={"prior_checkpoint": str(prior), **extra}, force=args.force,
                         log=lambda line: progress(3, line))
+    progress.mark("runs")
 
     progress(4, f"tables and figures from the JSON records -> {out}")
     rep = build_report(out / "runs", out)
     for dataset_table in sorted((out / "tables").glob("*_summary.md")):
         print(dataset_table.read_text())
+    progress.mark("report")
+    info = {
+        "grid": grid.name, "stage_end_s": progress.marks, "total_s": progress.marks["report"],
+        "cpu_count": os.cpu_count(), "load_average_before": load_before, "load_average_after": os.getloadavg()[0],
+        "prior": {k: summary.get(k) for k in ("checkpoint", "steps", "minutes")} | {"accuracy": acc},
+        "data": str(data), "runs": {o.run_id: {"status": o.status, "wall_s": round(o.wall_s, 1)} for o in outcomes},
+    }
+    atomic_write_text(out / "demo.json", json.dumps(info, indent=2) + "\n")
     progress(4, f"done: {rep.n_ok} runs finished, {len(rep.failed)} failed; report {out / 'report.md'}")
     return int(any(o.status == "failed" for o in outcomes))

@@ -47,6 +47,7 @@ class RunSettings:
     patch_size: int = 64
     lr: float = 1e-3
     warmup_steps: int = 0
+    grad_clip: float = 0.0  # max global gradient norm (0: no clipping)
     threads: int = 0  # torch CPU threads (0: leave as is)
     prior_checkpoint: str = ""  # trained CLIP prior for models that use one (m2restore clip train)
     profile_size: int = 128  # square input side for FLOPs and latency
@@ -118,8 +119,8 @@ def train_model(s: RunSettings, root: Path) -> Any:
         data={"dataset": s.dataset, "root": str(root), "patch_size": s.patch_size, "batch_size": s.batch_size,
               "val_split": "", "augment": False},
         train={"max_steps": s.budget_steps, "lr": s.lr, "warmup_steps": s.warmup_steps, "grad_accum": s.grad_accum,
-               "log_interval": log_every, "val_interval": 0, "save_interval": 0, "tensorboard": False,
-               "progress": False, "precision": "fp32" if s.device == "cpu" else "auto"},
+               "grad_clip": s.grad_clip or None, "log_interval": log_every, "val_interval": 0, "save_interval": 0,
+               "tensorboard": False, "progress": False, "precision": "fp32" if s.device == "cpu" else "auto"},
     )
 
 
@@ -128,7 +129,8 @@ def profile(s: RunSettings, model: torch.nn.Module) -> dict[str, Any]:
     from ..eval.profile import profile_model
 
     device = "cuda" if s.device == "auto" and torch.cuda.is_available() else ("cpu" if s.device == "auto" else s.device)
-    return dict(profile_model(model, size=s.profile_size, device=device))
+    quick = {"repeats": 1, "warmup": 0} if s.smoke else {}
+    return dict(profile_model(model, size=s.profile_size, device=device, **quick))
 
 
 def _eval_splits(s: RunSettings) -> list[str]:
@@ -235,7 +237,8 @@ def write_run_record(
         budget=Budget(steps=trained.steps, batch_size=s.batch_size, grad_accum=s.grad_accum, patch_size=s.patch_size,
                       lr=s.lr, effective_batch=int(train_protocol.get("effective_batch", 0))),
         params=count_parameters(model),
-        params_frozen=count_parameters(prior, None) if isinstance(prior, torch.nn.Module) else 0,
+        params_frozen=count_parameters(model, False)
+        + (count_parameters(prior, None) if isinstance(prior, torch.nn.Module) else 0),
         profile={k: v for k, v in prof.items() if isinstance(v, (int, float, str, type(None)))},
         wall_time_s={**wall, "total": sum(wall.values())},
         hardware={**hardware_info(str(proto.get("device", s.device))),

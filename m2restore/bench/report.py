@@ -34,7 +34,7 @@ def records_frame(records: list[RunRecord]) -> pd.DataFrame:
                 rows.append({
                     "dataset": r.dataset, "model": r.model, "family": r.family, "seed": r.seed, "type": t,
                     "space": space, "psnr": m[f"psnr_{space}"], "ssim": m[f"ssim_{space}"], "params": r.params,
-                    "latency_ms": r.profile.get("latency_ms"), "flops_g": r.profile.get("flops_g"),
+                    "latency_ms": r.profile.get("latency_ms"), "gflops": r.profile.get("gflops_per_image"),
                     "budget_steps": r.budget.steps, "effective_batch": r.budget.effective_batch, "run_id": r.run_id,
                     "grid": r.grid, "git_commit": r.git_commit,
                 })
