@@ -7,6 +7,7 @@ import importlib.util
 import io
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -256,6 +257,20 @@ def test_backend_dispatch(monkeypatch: pytest.MonkeyPatch) -> None:
     # Without numba the CPU takes torch_fast.
     monkeypatch.setattr(ss, "_numba_module", lambda: None)
     assert scan_backend(inp["u"]) == "torch_fast"
+
+
+@pytest.mark.skipif(not HAS_NUMBA, reason="no numba")
+def test_numba_path_from_several_python_threads() -> None:
+    """Concurrent calls (e.g. a threaded server) give the same results as one after the other."""
+    inputs = [{k: v.detach().float() for k, v in make_inputs(L=50, seed=s).items()} for s in range(4)]
+
+    def scan(inp: dict[str, torch.Tensor]) -> torch.Tensor:
+        return selective_scan_numba(inp["u"], inp["delta"], inp["A"], inp["B"], inp["C"], inp["D"], inp["z"])
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(scan, inputs * 3))
+    for inp, out in zip(inputs * 3, results):
+        assert torch.equal(out, scan(inp))
 
 
 @pytest.mark.skipif(not HAS_NUMBA, reason="no numba")

@@ -12,13 +12,15 @@ about 10x slower here. float64 uses ``math.exp``. Only time-varying (b, G, N, L)
 everything else takes the PyTorch path. numba is optional: this module is imported only when it is
 installed (see ``selective_scan._numba_module``). Importing it selects numba's "workqueue" threading layer
 unless one was chosen (NUMBA_THREADING_LAYER): the OpenMP layer spins against PyTorch's own OpenMP pool
-and slowed both down by 5-10x in our measurements. Kernels compile on first use (seconds) and are cached
+and slowed both down by 5-10x in our measurements. That layer must not be entered from two Python threads
+at once, so kernel launches are serialised by a lock. Kernels compile on first use (seconds) and are cached
 on disk.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 
 import numba
 import numpy as np
@@ -30,6 +32,7 @@ from torch import Tensor
 
 if numba.config.THREADING_LAYER == "default":
     numba.config.THREADING_LAYER = "workqueue"
+_LAUNCH = threading.Lock()  # numba's workqueue pool takes one launch at a time
 CHUNK = 64  # steps recomputed at once in the backward: two T x N buffers per worker, in L1
 _FASTMATH = {"contract", "reassoc", "nsz", "arcp"}  # no 'nnan'/'ninf': NaN and inf propagate as in torch
 
@@ -181,11 +184,12 @@ class NumbaScanFn(torch.autograd.Function):
         N = A.shape[1]
         x, delta, A = x.contiguous(), delta.contiguous(), A.contiguous()
         B_t, C_t = (rearrange(X, "b g n l -> b g l n").contiguous() for X in (B, C))  # (b, G, L, N)
-        y = x.new_empty(b, d, L)
-        checkpoints = x.new_empty(b, d, -(-L // chunk), N)
-        last = x.new_empty(b, d, N)
-        _set_threads()
-        scan_forward(*[t.detach().numpy() for t in (x, delta, A, B_t, C_t, y, checkpoints, last)], chunk)
+        y = x.new_empty(b, d, L)  # (b, d, L)
+        checkpoints = x.new_empty(b, d, -(-L // chunk), N)  # (b, d, n_chunks, N)
+        last = x.new_empty(b, d, N)  # (b, d, N)
+        with _LAUNCH:
+            _set_threads()
+            scan_forward(*[t.detach().numpy() for t in (x, delta, A, B_t, C_t, y, checkpoints, last)], chunk)
         ctx.save_for_backward(x, delta, A, B_t, C_t, checkpoints)
         ctx.chunk = chunk
         ctx.mark_non_differentiable(last)
@@ -194,12 +198,13 @@ class NumbaScanFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy: Tensor, _dlast: Tensor | None):
         x, delta, A, B_t, C_t, checkpoints = ctx.saved_tensors
-        P = _set_threads()
         dx, ddelta = torch.empty_like(x), torch.empty_like(x)
-        dA_parts = x.new_zeros(P, *A.shape)
-        dB_parts, dC_parts = (x.new_zeros(P, *B_t.shape) for _ in range(2))
-        arrays = [t.detach().numpy() for t in (x, delta, A, B_t, C_t, dy.contiguous(), checkpoints)]
-        grads = [t.numpy() for t in (dx, ddelta, dA_parts, dB_parts, dC_parts)]
-        scan_backward(*arrays, ctx.chunk, *grads)
-        dB, dC = (rearrange(t.sum(0), "b g l n -> b g n l").contiguous() for t in (dB_parts, dC_parts))
+        with _LAUNCH:
+            P = _set_threads()
+            dA_parts = x.new_zeros(P, *A.shape)  # (P, d, N)
+            dB_parts, dC_parts = (x.new_zeros(P, *B_t.shape) for _ in range(2))  # (P, b, G, L, N)
+            arrays = [t.detach().numpy() for t in (x, delta, A, B_t, C_t, dy.contiguous(), checkpoints)]
+            grads = [t.numpy() for t in (dx, ddelta, dA_parts, dB_parts, dC_parts)]
+            scan_backward(*arrays, ctx.chunk, *grads)
+        dB, dC = (rearrange(t.sum(0), "b g l n -> b g n l").contiguous() for t in (dB_parts, dC_parts))  # (b, G, N, L)
         return dx, ddelta, dA_parts.sum(0), dB, dC, None

@@ -1,4 +1,4 @@
-"""Selective scan (the S6 layer of Mamba): one API, three implementations.
+"""Selective scan (the S6 layer of Mamba): one API, four implementations.
 
 Gu & Dao, "Mamba: Linear-Time Sequence Modeling with Selective State Spaces" (2023). For every batch b,
 channel d and state n, with Δ = softplus(Δ_raw + delta_bias) when asked:
@@ -20,7 +20,8 @@ Implementations, chosen by :func:`scan_backend`:
    adjoint recurrence in reverse. Memory is a few chunks of (T, b, d, N), never the full (b, d, L, N).
    Any device; the fallback wherever the compiled paths are missing.
 3. :func:`selective_scan_numba` (``"numba_cpu"``) -- the same algorithm compiled with numba, one channel
-   per task with its states in registers (``scan_numba.py``); CPU, time-varying B and C, when numba imports.
+   per task with its N states in a small local array (``scan_numba.py``); CPU, time-varying B and C, when
+   numba imports. The default on the CPU.
 4. ``mamba_ssm``'s CUDA kernel (``"mamba_ssm_cuda"``) -- only when ``mamba_ssm`` imports and the
    tensors are on CUDA.
 """
