@@ -22,10 +22,11 @@ The frequency split. ``conv1`` maps the (resized) image to features, their 2-D F
 around DC: inside = low band, outside = high band, each brought back by an inverse FFT (magnitude). The box's
 half-size is predicted per image by ``rate_conv`` as t = sigmoid(.) in (0, 1) for height and width:
 
-- ``mask_radius_mode='official'`` (default, as released): half-size ``int((H // 128) * t)`` bins. At the feature
-  sizes of training (patch 128 -> 64, 32, 16) and of every image smaller than 256 px per decoder level the box is
-  empty: the low band is zero and the high band is the whole signal. The hard box has no gradient, so
-  ``rate_conv`` never learns in the release; it is frozen here in this mode (training is unchanged).
+- ``mask_radius_mode='official'`` (default, as released): half-size ``int((H // 128) * t)`` bins, empty whenever
+  that is 0, i.e. (t < 1) for every feature map under 256 px: always in training (patch 128 gives maps of 64, 32,
+  16 px) and at test time unless the input is at least 512 px (fre3 runs at H/2). An empty box makes the low band
+  zero and the high band the whole signal. The hard box passes no gradient, so ``rate_conv`` never learns in the
+  release; it is frozen here in this mode (training is unchanged).
 - ``mask_radius_mode='relative'`` (our correction): half-size ``t * H / 2`` bins with a soft edge,
   ``sigmoid(radius - |offset|)`` per axis, so the split exists at every size and ``rate_conv`` learns.
 """

@@ -49,7 +49,7 @@ class PromptIRConfig(RestormerConfig):
     """PromptIR hyper-parameters; backbone fields from :class:`RestormerConfig`, defaults = the release."""
 
     prompt_dims: tuple[int, int, int] = (64, 128, 320)  # P1..P3, channels of the prompts at levels 1..3 (decoder)
-    prompt_len: int = 5  # N, prompt components per block that the input-dependent weights mix
+    prompt_len: int = 5  # N, prompt components per block, mixed by weights from the features (2C, 4C, 8C wide)
     prompt_sizes: tuple[int, int, int] = (64, 32, 16)  # H_p, spatial size of the stored prompts (then resized)
     unused_dims: tuple[int, int, int] | None = (64, 128, 256)  # widths of the release's unused chnl_reduce* /
     # reduce_noise_channel_* layers, kept (frozen) so checkpoints load with strict=True; None leaves them out
