@@ -121,7 +121,7 @@ class Mamba(nn.Module):
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias, **factory)
 
     def _init_dt_proj(self, dt_init: str, dt_scale: float, dt_min: float, dt_max: float, floor: float) -> None:
-        """Weight ~ U(±R^-0.5·scale) (or constant); bias = softplus^-1(Δ0) with Δ0 log-uniform in [dt_min, dt_max]."""
+        """Weight ~ U(±R^-0.5·scale) (or constant); bias = softplus^-1(Δ0), Δ0 log-uniform in [dt_min, dt_max]."""
         std = self.dt_rank**-0.5 * dt_scale
         if dt_init == "constant":
             nn.init.constant_(self.dt_proj.weight, std)

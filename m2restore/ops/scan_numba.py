@@ -1,18 +1,19 @@
 """Compiled CPU selective scan (numba): the sequential recurrence, one channel per task.
 
 The whole scan of one channel (b, d) runs in a compiled loop with its N states in a small local array, so
-no (b, d, L, N) tensor is ever materialised: the forward costs about one ``exp`` pass over such a tensor. The backward recomputes each chunk of T steps from a checkpointed state into a T x N buffer that stays
+no (b, d, L, N) tensor is ever materialised: the forward costs about one ``exp`` pass over such a tensor.
+The backward recomputes each chunk of T steps from a checkpointed state into a T x N buffer that stays
 in L1, then runs the adjoint recurrence in reverse (the same equations as ``_ChunkedScanFn`` in
 ``selective_scan.py``). Gradients that sum over channels (B, C) or over the batch (A) are accumulated per
 worker and added up afterwards, so workers never write to the same memory.
 
 float32 uses a vectorisable ``exp`` (Cody-Waite range reduction and the Cephes degree-6 polynomial,
-relative error < 1e-7, about 1 ulp): ``math.exp`` compiles to a scalar libm call, which made the forward
-about 10x slower here. float64 uses ``math.exp``. Only time-varying (b, G, N, L) B and C are handled here;
+relative error < 2.5e-7, tested): ``math.exp`` compiles to a scalar libm call, which made the forward about
+3x slower here. float64 uses ``math.exp``. Only time-varying (b, G, N, L) B and C are handled here;
 everything else takes the PyTorch path. numba is optional: this module is imported only when it is
 installed (see ``selective_scan._numba_module``). Importing it selects numba's "workqueue" threading layer
 unless one was chosen (NUMBA_THREADING_LAYER): the OpenMP layer spins against PyTorch's own OpenMP pool
-and slowed both down by 5-10x in our measurements. That layer must not be entered from two Python threads
+and slowed both down 10x or more in our measurements. That layer must not be entered from two Python threads
 at once, so kernel launches are serialised by a lock. Kernels compile on first use (seconds) and are cached
 on disk.
 """
@@ -87,7 +88,7 @@ def _pow2_overload(k, like):
 
 @numba.njit(parallel=True, fastmath=_FASTMATH, cache=True)
 def scan_forward(x, dl, A, B, C, y, checkpoints, last, T):
-    """Outputs y (b, d, L), checkpoints (b, d, n_chunks, N), last (b, d, N); x, dl (b, d, L), A (d, N), B, C (b, G, L, N)."""
+    """Fill y (b, d, L), checkpoints (b, d, n_chunks, N), last (b, d, N) from x, dl (b, d, L), A (d, N), B, C."""
     b, d, L = x.shape
     N, H = A.shape[1], d // B.shape[1]
     for row in numba.prange(b * d):
