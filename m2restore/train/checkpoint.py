@@ -29,14 +29,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..models.checkpoints import CheckpointError  # one error type for every checkpoint problem
+
 FORMAT = "m2restore-checkpoint"
 VERSION = 1
 LAST = "last.pt"  # full state, rewritten at every save
 BEST = "best.pt"  # weights (+ EMA) of the best validation score
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, unreadable or of the wrong kind."""
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -212,15 +210,11 @@ def load_model(
         info = {"model": ckpt["model_name"], "kind": "m2restore", "step": ckpt.get("step"), "weights": which,
                 "seed": ckpt.get("config", {}).get("seed"), "train": ckpt.get("train_protocol")}
     else:
-        from ..models.checkpoints import CheckpointError as OfficialCheckpointError
         from ..models.checkpoints import load_official_checkpoint
         from ..registry import build_model
 
         model = build_model(model_name, **overrides)
-        try:
-            load_official_checkpoint(model, path)
-        except OfficialCheckpointError as e:  # one error type for the CLIs to report
-            raise CheckpointError(str(e)) from e
+        load_official_checkpoint(model, path)
         info = {"model": model_name, "kind": "official", "step": None, "weights": "official", "seed": None,
                 "train": None}
     info["checkpoint"] = str(path)
