@@ -175,8 +175,9 @@ fig.tight_layout()
 fig.savefig(out_dir / "lr_schedules.png", dpi=80, bbox_inches="tight")
 
 # %% [markdown]
-# The paper recipe runs 200 epochs against a 180-epoch cosine horizon: the schedule reaches `min_lr` (0) at epoch
-# 180 and holds it, so the last 20 epochs change nothing. PromptIR (120 vs 150) and AdaIR (150 vs 180) stop before
+# The M2Restore recipe runs 200 epochs against a 180-epoch cosine horizon: in this schedule the learning rate reaches
+# `min_lr` (0) at epoch 180 and is held there, so with AdamW (whose weight decay is also scaled by the learning rate)
+# the last 20 epochs leave the weights unchanged. PromptIR (120 vs 150 epochs) and AdaIR (150 vs 180) stop before
 # their horizon instead, with the learning rate still above zero.
 #
 # ## 4 · A callback that records the loss curve

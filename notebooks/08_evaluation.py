@@ -91,7 +91,8 @@ print(f"model {checkpoint or model}, dataset {dataset}, device {device}, out_dir
 #    $\;Y = \bigl(16 + 65.481\,R + 128.553\,G + 24.966\,B\bigr) / 255 \in [16/255,\ 235/255]$
 #    (pyiqa's default Y is YIQ's, which differs by about a dB: the package tells pyiqa `color_space='ycbcr'`);
 # 5. **SSIM**: MATLAB's `ssim_index`, Gaussian $11 \times 11$ window with $\sigma = 1.5$ on the 0–255 scale, mean of
-#    the per-channel maps on RGB;
+#    the per-channel maps on RGB (PromptIR's and OneRestore's published SSIM come from scikit-image's default
+#    $7 \times 7$ uniform window instead, so SSIM across papers is comparable only roughly);
 # 6. the dataset score is the **mean of per-type means**: each degradation type counts once, whatever its number of
 #    images (CDD-11 has 200 test images per type; AllWeather's subsets are reported separately).
 #
@@ -295,8 +296,8 @@ print(f"Y - RGB on the outputs: from {gap.min():+.2f} dB ({gap.idxmin()}) to {ga
 # %% [markdown]
 # ## 4 · The border crop
 #
-# Super-resolution inherited `crop_border` because its borders are unreliable (kernels run off the image). The
-# all-in-one papers use 0, but the border still matters: padding to a multiple of 8 and receptive fields that leave
+# Super-resolution inherited `crop_border` because its borders are unreliable (kernels run off the image).
+# All-in-one restoration papers usually measure with 0, but the border still matters: padding to a multiple of 8 and receptive fields that leave
 # the image make the outer pixels the hardest to restore, so cropping them usually raises the score a little.
 
 # %%

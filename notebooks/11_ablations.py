@@ -137,6 +137,11 @@ else:
     prior_path, _ = train_tiny_prior(root, out_dir / "clip-prior", prior_minutes, torch.get_num_threads())
 prior_fields = {"prior_checkpoint": str(prior_path)} if prior_path is not None else {}
 shared_prior = make_prior(m2restore.get_config(base_model, **prior_fields))  # built once, lent to every variant
+with torch.no_grad():
+    has_degra = shared_prior(torch.rand(1, 3, 64, 64)).degra_embed is not None
+if not has_degra and "gate_image_embedding" in variants:  # the gate would read the same embedding as 'full'
+    variants.remove("gate_image_embedding")
+    print("gate_image_embedding skipped: this prior has one embedding only (DA-CLIP has a separate degradation one)")
 
 test_set = build_dataset(dataset, root, "test", patch_size=None)
 eval_set = test_set
