@@ -264,7 +264,8 @@ class CLIPGuidedMoE(nn.Module):
         counts = torch.bincount(flat, minlength=self.num_experts).tolist()
         inputs = x.index_select(0, order // k).split(counts)  # E chunks of (n_e, C)
         outputs = torch.cat([expert(chunk) for expert, chunk in zip(self.el, inputs)])  # (N*k, C)
-        y = outputs.index_select(0, order.argsort()).view(n, k, -1)  # (N, k, C) back in slot order
+        inverse = torch.empty_like(order).scatter_(0, order, torch.arange(order.numel(), device=order.device))
+        y = outputs.index_select(0, inverse).view(n, k, -1)  # (N, k, C) back in slot order
         g = gates.unsqueeze(-1).float()  # (N, k, 1)
         if self.combine == "linear":
             return (g * y.float()).sum(1).to(x.dtype)  # (N, C)
