@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")  # files only; also safe inside a kernel that already chose a backend
 import matplotlib.pyplot as plt
@@ -63,14 +64,18 @@ def quality_vs(frame: pd.DataFrame, dataset: str, x: str, path: Path) -> Path | 
     if d.empty:
         return None
     agg = d.groupby("model", sort=False).agg(q=("psnr", "mean"), s=("psnr", "std"), v=(x, "mean")).reset_index()
+    scale, label = {"params": (1e-6, "trainable parameters (M)"), "latency_ms": (1.0, "latency per image (ms)")}[x]
+    agg["v"] = agg["v"] * scale
     fig, ax = plt.subplots(figsize=(5.0, 3.6))
     palette = dict(zip(agg.model, sns.color_palette(n_colors=len(agg)), strict=True))
     for row in agg.itertuples():
         ax.errorbar(row.v, row.q, yerr=0 if pd.isna(row.s) else row.s, fmt="o", ms=8, capsize=4,
                     color=palette[row.model], label=row.model)
         ax.annotate(row.model, (row.v, row.q), textcoords="offset points", xytext=(6, 6), fontsize=8)
-    label = {"params": "trainable parameters", "latency_ms": "latency per image (ms)"}[x]
-    ax.set_xscale("log")
+    if agg["v"].max() > 10 * agg["v"].min() > 0:  # log axis only when the values span a decade
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.margins(x=0.2, y=0.2)
     ax.set(xlabel=label, ylabel="average PSNR RGB (dB)", title=f"{dataset}: quality vs {label.split(' (')[0]}")
     ax.grid(alpha=0.3)
     return _savefig(fig, path)
@@ -88,7 +93,7 @@ def training_curves(records: list[RunRecord], dataset: str, path: Path) -> Path 
     d = pd.DataFrame(rows)
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     sns.lineplot(data=d, x="step", y="loss", hue="model", errorbar=("sd", 1), ax=ax)
-    ax.set(yscale="log", xlabel="iteration", ylabel="training loss", title=f"{dataset}: training curves")
+    ax.set(xlabel="iteration", ylabel="training loss (L1 + auxiliary)", title=f"{dataset}: training curves")
     ax.grid(alpha=0.3)
     return _savefig(fig, path)
 

@@ -95,6 +95,17 @@ def caption(records: list[RunRecord], dataset: str, space: str, with_paper: bool
     return text
 
 
+def latency_note(records: list[RunRecord], dataset: str) -> str:
+    """How the latency column was measured, from the records' profile fields."""
+    rs = [r for r in records if r.dataset == dataset and r.status == "ok" and r.profile.get("latency_ms") is not None]
+    if not rs:
+        return ""
+    how = _unique([f"median of {r.profile.get('repeats', '?')} forward passes of one {r.profile.get('size', '?')}"
+                   f"x{r.profile.get('size', '?')} image on {r.profile.get('device', '?')} "
+                   f"({r.profile.get('threads', '?')} threads)" for r in rs])
+    return f" Latency: {how}, measured inside each run (other load on the machine inflates it)."
+
+
 def _order(values: list[str]) -> list[str]:
     out = list(dict.fromkeys(values))
     return [v for v in out if v != AVERAGE] + ([AVERAGE] if AVERAGE in out else [])
@@ -234,7 +245,7 @@ def build_report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike, figure
             fmt, num = headline_table(summary, dataset)
             title = "Average over degradation types. " + caption(ok, dataset, "rgb", has_paper).replace(
                 "on RGB,", "on RGB and on Y,"
-            )
+            ) + latency_note(ok, dataset)
             rep.tables += _write_table(out / "tables", f"{dataset}_summary", fmt, num, title)
             md += [f"## {dataset}\n", to_markdown(fmt, title)]
             for space in SPACES:
