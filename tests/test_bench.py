@@ -135,6 +135,9 @@ def test_finished_runs_are_skipped_and_force_archives(notebook: Path, tmp_path: 
     before = rec_path.read_text()
     assert [o.status for o in run_grid(grid, tmp_path, log=lambda s: None)] == ["skipped"]
     assert rec_path.read_text() == before
+    changed = run_grid(_grid(notebook, ["a"], parameters={"budget_steps": 11}), tmp_path, log=lambda s: None)
+    assert changed[0].status == "skipped" and "['budget_steps']" in changed[0].message  # said, not silently reused
+    assert rec_path.read_text() == before
     assert [o.status for o in run_grid(grid, tmp_path, force=True, log=lambda s: None)] == ["ok"]
     archived = list((tmp_path / "runs" / "_archive").rglob("record.json"))
     assert len(archived) == 1 and archived[0].read_text() == before

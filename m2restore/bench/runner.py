@@ -222,10 +222,18 @@ def run_one(
 
     folder = run_folder(out_dir, spec)
     record_path = folder / RECORD_NAME
+    params = _absolute_paths({
+        **grid.parameters, **(extra or {}),
+        "model": spec.model, "dataset": spec.dataset.name, "data_root": spec.dataset.data_root,
+        "seed": spec.seed, "out_dir": str(folder.resolve()),
+    })
     if record_path.is_file():
         previous = read_record(record_path)
         if previous.status == "ok" and not force:
-            return RunOutcome(spec.run_id, "skipped", folder, message="finished earlier; --force archives and reruns")
+            changed = sorted(k for k in set(params) | set(previous.parameters)
+                             if params.get(k) != previous.parameters.get(k))
+            why = f" with different parameters {changed} (tables will say MIXED)" if changed else ""
+            return RunOutcome(spec.run_id, "skipped", folder, message=f"finished earlier{why}; --force reruns it")
         moved = _archive(folder, out_dir)
         note = f"previous {previous.status} run archived to {moved}"
     elif folder.exists():
@@ -234,11 +242,6 @@ def run_one(
     else:
         note = ""
     folder.mkdir(parents=True)
-    params = _absolute_paths({
-        **grid.parameters, **(extra or {}),
-        "model": spec.model, "dataset": spec.dataset.name, "data_root": spec.dataset.data_root,
-        "seed": spec.seed, "out_dir": str(folder.resolve()),
-    })
     nb_out = folder / NOTEBOOK_NAME
     t0 = time.perf_counter()
     try:
