@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from m2restore.models.adair import AdaIR, AdaIRConfig, FreModule
+from m2restore.models.base import count_parameters
 from m2restore.models.checkpoints import CheckpointError, load_official_checkpoint, read_state_dict
 from m2restore.models.promptir import PromptGenBlock
 from m2restore.models.restormer_blocks import Attention, LayerNorm
@@ -46,11 +47,16 @@ def test_state_dict_keys_and_shapes_equal_official(default_models, name):
     assert sum(torch.Size(s).numel() for s in expected.values()) == OFFICIAL[name]
 
 
-def test_only_layers_without_gradient_are_frozen(default_models):
-    frozen = {k for k, p in default_models["promptir"].named_parameters() if not p.requires_grad}
+@pytest.mark.parametrize("name", list(OFFICIAL))
+def test_default_presets_train_every_parameter_like_the_official_classes(default_models, name):
+    assert count_parameters(default_models[name], trainable=True) == OFFICIAL[name]
+
+
+def test_freeze_unused_freezes_only_layers_without_gradient():
+    frozen = {k for k, p in build_model("promptir", freeze_unused=True).named_parameters() if not p.requires_grad}
     unused = {f"chnl_reduce{i}.weight" for i in (1, 2, 3)} | {f"reduce_noise_channel_{i}.weight" for i in (1, 2, 3)}
     assert frozen == unused
-    frozen = {k for k, p in default_models["adair"].named_parameters() if not p.requires_grad}
+    frozen = {k for k, p in build_model("adair", freeze_unused=True).named_parameters() if not p.requires_grad}
     names = ("conv.weight", "score_gen.weight", "score_gen.bias", "rate_conv.0.weight", "rate_conv.2.weight")
     expected = {f"fre{i}.{name}" for i in (1, 2, 3) for name in names}
     assert frozen == expected
@@ -181,7 +187,9 @@ def test_relative_mask_exists_at_small_sizes_and_trains_rate_conv():
     with torch.no_grad():
         mask = relative.low_pass_mask(torch.rand(2, 32, 16, 16))
     assert 0 < mask.min() and mask.max() < 1 and mask[0, 0, 0, 0] > 0.5 > mask[0, 0, 8, 8]  # DC low, Nyquist high
-    assert not any(p.requires_grad for p in official.rate_conv.parameters())
+    official.para1.data.fill_(1.0)
+    official(x, y).sum().backward()
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in official.rate_conv.parameters())  # hard mask
     with torch.no_grad():
         relative.para1.fill_(1.0)  # open the frequency path (it starts closed)
     relative(x, y).sum().backward()

@@ -53,6 +53,7 @@ def test_official_parameter_count_and_state_dict(official: nn.Module) -> None:
     assert sorted(set(expected) - set(got)) == [] and sorted(set(got) - set(expected)) == []
     assert {k: v for k, v in got.items() if v != expected[k]} == {}
     assert count_parameters(official, trainable=None) == OFFICIAL_PARAMS
+    assert count_parameters(official, trainable=True) == OFFICIAL_PARAMS  # the prior is outside the module tree
 
 
 def test_official_release_semantics() -> None:

@@ -14,7 +14,7 @@ Module tree (default preset = the released model, 28,784,824 parameters)::
     │   ├── channel_cross_l / _h        ChannelCrossAttention: high / low band (query) x features (key, value)
     │   ├── frequency_refine            FreRefine = FMoM: SpatialGate (H-L unit), ChannelGate (L-H unit), proj
     │   ├── channel_cross_agg           features (query) x refined bands, then out * para1 + features * para2
-    │   └── conv, score_gen             in the release but unused by its forward (frozen here)
+    │   └── conv, score_gen             in the release but unused by its forward
     ├── up4_3, reduce_chan_level3, decoder_level3, up3_2, reduce_chan_level2, decoder_level2, up2_1
     └── decoder_level1, refinement (2C), output                3x3 conv 2C -> 3, plus the input image
 
@@ -26,7 +26,7 @@ half-size is predicted per image by ``rate_conv`` as t = sigmoid(.) in (0, 1) fo
   that is 0, i.e. (t < 1) for every feature map under 256 px: always in training (patch 128 gives maps of 64, 32,
   16 px) and at test time unless the input is at least 512 px (fre3 runs at H/2). An empty box makes the low band
   zero and the high band the whole signal. The hard box passes no gradient, so ``rate_conv`` never learns in the
-  release; it is frozen here in this mode (training is unchanged).
+  release (``freeze_unused=True`` marks it frozen in this mode; training is unchanged).
 - ``mask_radius_mode='relative'`` (our correction): half-size ``t * H / 2`` bins with a soft edge,
   ``sigmoid(radius - |offset|)`` per axis, so the split exists at every size and ``rate_conv`` learns.
 """
@@ -59,7 +59,7 @@ class AdaIRConfig(RestormerConfig):
 
     decoder: bool = True  # insert the frequency modules fre1..3 (False = plain Restormer, the papers' ablation)
     mask_radius_mode: MaskRadiusMode = "official"  # low-frequency box: 'official' int((H//128)*t), 'relative' t*H/2
-    unused_layers: bool = True  # keep the release's unused FreModule.conv / score_gen (frozen) for strict loading
+    unused_layers: bool = True  # keep the release's unused FreModule.conv / score_gen for strict loading
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -148,20 +148,21 @@ class FreModule(nn.Module):
         bias: bias of the attention convolutions.
         in_dim: channels of the image ``x``.
         mask_radius_mode: 'official' or 'relative' low-frequency box (see the module docstring).
-        unused_layers: create the release's unused ``conv`` and ``score_gen`` (frozen) so checkpoints load.
+        unused_layers: create the release's unused ``conv`` and ``score_gen`` so checkpoints load.
+        freeze_unused: set ``requires_grad=False`` on the layers that never receive a gradient.
     """
 
     def __init__(
         self, dim: int, num_heads: int, bias: bool = False, in_dim: int = 3,
-        mask_radius_mode: MaskRadiusMode = "official", unused_layers: bool = True,
+        mask_radius_mode: MaskRadiusMode = "official", unused_layers: bool = True, freeze_unused: bool = False,
     ) -> None:
         super().__init__()
         if mask_radius_mode not in ("official", "relative"):
             raise ValueError(f"FreModule: mask_radius_mode must be 'official' or 'relative', got {mask_radius_mode!r}")
         self.mask_radius_mode = mask_radius_mode
         if unused_layers:
-            self.conv = nn.Conv2d(in_dim, dim, kernel_size=3, padding=1, bias=False).requires_grad_(False)
-            self.score_gen = nn.Conv2d(2, 2, 7, padding=3).requires_grad_(False)
+            self.conv = nn.Conv2d(in_dim, dim, kernel_size=3, padding=1, bias=False).requires_grad_(not freeze_unused)
+            self.score_gen = nn.Conv2d(2, 2, 7, padding=3).requires_grad_(not freeze_unused)
         self.conv1 = nn.Conv2d(in_dim, dim, kernel_size=3, padding=1, bias=False)
         self.para1 = nn.Parameter(torch.zeros(dim, 1, 1))  # weight of the frequency path (starts closed)
         self.para2 = nn.Parameter(torch.ones(dim, 1, 1))  # weight of the identity path
@@ -172,7 +173,7 @@ class FreModule(nn.Module):
         self.rate_conv = nn.Sequential(
             nn.Conv2d(dim, dim // 8, 1, bias=False), nn.GELU(), nn.Conv2d(dim // 8, 2, 1, bias=False),
         )
-        if mask_radius_mode == "official":  # the hard mask passes no gradient to rate_conv
+        if mask_radius_mode == "official" and freeze_unused:  # the hard mask passes no gradient to rate_conv
             self.rate_conv.requires_grad_(False)
 
     def low_pass_mask(self, feat: Tensor) -> Tensor:
@@ -228,7 +229,8 @@ class AdaIR(nn.Module):
         self.patch_embed = OverlapPatchEmbed(cfg.inp_channels, c1)
         if cfg.decoder:  # every frequency module uses heads[2], as released
             self.fre1, self.fre2, self.fre3 = (
-                FreModule(width, heads[2], cfg.bias, cfg.inp_channels, cfg.mask_radius_mode, cfg.unused_layers)
+                FreModule(width, heads[2], cfg.bias, cfg.inp_channels, cfg.mask_radius_mode, cfg.unused_layers,
+                          cfg.freeze_unused)
                 for width in (c4, c3, c2)
             )
 
@@ -289,5 +291,5 @@ register_preset(
 register_preset(
     "adair_tiny", AdaIR, AdaIRConfig, family="adair",
     description="AdaIR scaled for CPU training and tests (dim 16, blocks 1-2-2-2, no unused layers)",
-    dim=16, num_blocks=(1, 2, 2, 2), num_refinement_blocks=1, unused_layers=False,
+    dim=16, num_blocks=(1, 2, 2, 2), num_refinement_blocks=1, unused_layers=False, freeze_unused=True,
 )

@@ -4,8 +4,8 @@ Wang, Li, Zheng, Zhang, Wei, "M2Restore: Mixture-of-Experts-based Mamba-CNN Fusi
 Restoration", IEEE TIP 2025 (https://arxiv.org/abs/2506.07814; code: yz-wang/M2Restore ``net/M2Restore.py``,
 ``net/MOE_CLIPbias.py``, the source of every layer name here).
 
-Module tree (``m2restore_official`` = the released network: 46,830,041 parameters without CLIP, of which the 43,098
-in AdaIR's layers that never receive a gradient in the release are frozen, see ``m2restore.models.adair``)::
+Module tree (``m2restore_official`` = the released network: 46,830,041 trainable parameters without CLIP; 43,098 of
+them, in AdaIR's layers, never receive a gradient in the release: ``freeze_unused=True`` marks them frozen)::
 
     M2Restore
     ├── prior (hidden)                   frozen CLIP degradation prior: probabilities p (B, K), embeddings (B, E)
@@ -67,7 +67,7 @@ class M2RestoreConfig(RestormerConfig):
 
     decoder: bool = True  # AdaIR's frequency modules fre1..fre3 in the decoder (the release keeps them)
     mask_radius_mode: MaskRadiusMode = "relative"  # AdaIR's low-frequency box; "official" is empty below 1024 px
-    unused_layers: bool = False  # keep the release's unused FreModule.conv / score_gen (frozen) for strict loading
+    unused_layers: bool = False  # keep the release's unused FreModule.conv / score_gen for strict loading
     # -- task prompt (release: Taskprompt) ------------------------------------------------------------------------
     use_task_prompt: bool = True  # ablation: False -> the router sees pixel features only (no prompt, no fc)
     atom_num: int = 32  # atoms in the prompt dictionary
@@ -189,7 +189,8 @@ class M2Restore(nn.Module):
         self.patch_embed = OverlapPatchEmbed(c.inp_channels, c.dim, c.bias)
         if c.decoder:  # every AdaIR frequency module uses heads[2]
             fre = {"num_heads": c.heads[2], "bias": c.bias, "in_dim": c.inp_channels,
-                   "mask_radius_mode": c.mask_radius_mode, "unused_layers": c.unused_layers}
+                   "mask_radius_mode": c.mask_radius_mode, "unused_layers": c.unused_layers,
+                   "freeze_unused": c.freeze_unused}
             self.fre1, self.fre2, self.fre3 = (FreModule(w[i], **fre) for i in (3, 2, 1))
         self.encoder_level1 = transformer_stack(c, w[0], c.heads[0], c.num_blocks[0])
         self.down1_2 = Downsample(w[0])
@@ -359,7 +360,7 @@ _RELEASE = {  # the release's semantics where our defaults (the paper's design) 
     "router_init": "randn", "gate": "learned", "gate_embedding": "image", "scan": "raster",
 }
 _TINY = {"dim": 16, "num_blocks": (1, 2, 2, 2), "num_refinement_blocks": 1, "atom_num": 16, "atom_dim": 64,
-         "prompt_hidden": 16}
+         "prompt_hidden": 16, "freeze_unused": True}
 
 register_preset(
     "m2restore", M2Restore, M2RestoreConfig, family="m2restore",

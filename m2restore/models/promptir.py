@@ -20,8 +20,9 @@ Module tree (default preset = the released model, 35,592,263 parameters)::
 Official quirks kept at the default preset (they are in the checkpoint): fixed prompt widths P = 64/128/320 and
 sizes 64/32/16 (config fields here, so smaller presets can scale them); every "noise" block uses ``heads[2]``;
 the bottleneck prompt block reduces 8C + P3 to 4C, so ``up4_3`` upsamples 4C; and six 1x1 convolutions that the
-forward never calls. Those receive no gradient in the official training either, so they are frozen here
-(``requires_grad=False``): training is unchanged and ``trainable`` parameter counts say what actually learns.
+forward never calls. Those receive no gradient in the official training either; ``freeze_unused=True`` marks them
+``requires_grad=False`` (training is unchanged and ``trainable`` counts say what actually learns); the default keeps
+the official classes' behaviour and counts.
 """
 from __future__ import annotations
 
@@ -156,7 +157,7 @@ class PromptIR(nn.Module):
 
         for name in ("chnl_reduce1", "chnl_reduce2", "chnl_reduce3", "reduce_noise_channel_1",
                      "reduce_noise_channel_2", "reduce_noise_channel_3"):
-            if hasattr(self, name):
+            if hasattr(self, name) and cfg.freeze_unused:
                 getattr(self, name).requires_grad_(False)
 
     @staticmethod
@@ -199,5 +200,5 @@ register_preset(
     "promptir_tiny", PromptIR, PromptIRConfig, family="promptir",
     description="PromptIR scaled for CPU training and tests (dim 16, prompts /4, no unused layers)",
     dim=16, num_blocks=(1, 2, 2, 2), num_refinement_blocks=1, prompt_dims=(16, 32, 80), prompt_sizes=(32, 16, 8),
-    unused_dims=None,
+    unused_dims=None, freeze_unused=True,
 )

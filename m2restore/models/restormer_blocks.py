@@ -49,6 +49,10 @@ class RestormerConfig:
     ffn_expansion_factor: float = 2.66  # gamma, GDFN hidden width = int(gamma * C)
     bias: bool = False  # bias in the 1x1/3x3 convolutions of the blocks
     layernorm_type: LayerNormType = "WithBias"  # 'WithBias' (default) or 'BiasFree' LayerNorm
+    # Mark parameters the forward never trains (the releases' unused layers, AdaIR's rate_conv under the official
+    # hard mask) requires_grad=False. Training is the same either way (they never get a gradient); False keeps the
+    # official classes' exact trainable counts, True makes "trainable" mean "learns" (the tiny presets use it).
+    freeze_unused: bool = False
 
     def __post_init__(self) -> None:
         for level, heads in enumerate(self.heads):
