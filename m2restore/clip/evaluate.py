@@ -98,17 +98,15 @@ def evaluate_prior(prior: DegradationPrior | str | Path, data: str | Path, split
 
 def write_report(result: dict[str, Any], out_dir: str | Path) -> None:
     """Write ``confusion.csv``, ``confusion.png`` (row-normalised heat map) and ``eval.json``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: never switches the caller's (e.g. a notebook's) backend
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     conf = result["confusion"]
     conf.to_csv(out / "confusion.csv")
     rates = conf.div(conf.sum(axis=1).clip(lower=1), axis=0)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * len(conf), 0.8 + 0.5 * len(conf)))
+    fig = Figure(figsize=(1.0 + 0.55 * len(conf), 0.8 + 0.5 * len(conf)))
+    ax = fig.add_subplot()
     im = ax.imshow(rates.to_numpy(), cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(conf)), conf.columns, rotation=45, ha="right")
     ax.set_yticks(range(len(conf)), conf.index)
@@ -123,6 +121,5 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> None:
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(out / "confusion.png", dpi=120)
-    plt.close(fig)
     summary = {k: result[k] for k in ("accuracy", "accuracy_full", "per_type", "confused", "n", "num_classes", "source")}
     (out / "eval.json").write_text(json.dumps(summary, indent=2))
