@@ -169,6 +169,8 @@ def test_parameters_and_kernel_checked_before_running(notebook: Path, tmp_path: 
         run_grid(_grid(notebook, ["a"], kernel="no-such-kernel"), tmp_path, log=lambda s: None)
     with pytest.raises(ConfigError, match="set per run"):
         _grid(notebook, ["a"], parameters={"seed": 3})
+    with pytest.raises(ConfigError, match="set per run"):
+        run_grid(_grid(notebook, ["a"]), tmp_path, extra={"data_root": "x"}, log=lambda s: None)
     assert not (tmp_path / "runs").exists()
 
 

@@ -285,6 +285,10 @@ def run_grid(
         log_output: stream the notebooks' output to this process's log.
     """
     out = Path(out_dir).resolve()
+    clash = sorted(set(extra or {}) & set(RUNNER_PARAMETERS))
+    if clash:
+        raise ConfigError(f"{clash} are set per run from the grid's models/datasets/seeds and --out; edit the grid "
+                          "file (e.g. its datasets' data_root) instead of overriding them")
     notebook = resolve_notebook(grid)
     check_parameters(notebook, [*grid.parameters, *(extra or {}), *RUNNER_PARAMETERS])
     check_kernel(grid.kernel)
