@@ -286,10 +286,13 @@ fig.tight_layout()
 # %%
 noise = (order.delta_rgb_std / np.sqrt(len(seeds))) if len(seeds) > 1 else None
 for name, r in order.iterrows():
-    if noise is not None and abs(r.delta_rgb) <= 2 * noise[name]:
+    direction = "above" if r.delta_rgb > 0 else "below"
+    if noise is None:
+        verdict = f"{direction} full (one seed: no noise estimate)"
+    elif abs(r.delta_rgb) <= 2 * noise[name]:
         verdict = "within noise"
     else:
-        verdict = "better than full" if r.delta_rgb > 0 else "worse than full"
+        verdict = f"clearly {direction} full"
     extra = int(r["params vs full"])
     print(f"{name:>22}: {r.delta_rgb:+.3f} dB RGB, {r.delta_y:+.3f} dB Y, {extra:+,} params -> {verdict}")
 if len(seeds) == 1:
