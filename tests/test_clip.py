@@ -105,6 +105,16 @@ def test_prior_is_frozen_inside_a_parent_model(tiny_prior):
     assert not tiny_prior(torch.rand(1, 3, 32, 32)).probs.requires_grad
 
 
+def test_prior_follows_a_parent_cast_to_bfloat16(tiny_prior):
+    import copy
+
+    prior = copy.deepcopy(tiny_prior).to(torch.bfloat16)  # what a parent's .to(bfloat16) does to its prior
+    x = torch.rand(2, 3, 64, 64)
+    out = prior(x)
+    assert out.probs.dtype == torch.float32 and torch.allclose(out.probs.sum(-1), torch.ones(2), atol=1e-5)
+    assert (out.probs - tiny_prior(x).probs).abs().max() < 0.05
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Sources
 # ---------------------------------------------------------------------------------------------------------------
@@ -131,7 +141,7 @@ def test_offline_pretrained_request_fails_fast(tmp_path, monkeypatch):
         build_prior("openclip:ViT-B-32:no_such_tag", cache_dir=str(tmp_path))
 
 
-def test_local_open_clip_weights(tmp_path):
+def test_local_and_cached_open_clip_weights(tmp_path, monkeypatch):
     cfg = model_config(TINY_CLIP, SMALL)
     register_tiny_clip()
     model = build_clip(cfg, seed=3)
@@ -147,6 +157,21 @@ def test_local_open_clip_weights(tmp_path):
     assert torch.allclose(prior(x).image_embed, expected, atol=1e-5)
     with pytest.raises(FileNotFoundError, match="not found"):
         build_prior(f"local:m2r-test-small:{tmp_path / 'missing.pt'}")
+
+    # a pretrained tag whose weights are already in the Hugging Face cache loads without any download
+    snapshot = tmp_path / "hub" / "models--m2r--test-small" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("abc123")
+    torch.save(model.state_dict(), snapshot / "open_clip_pytorch_model.bin")
+    tag_cfg = {"hf_hub": "m2r/test-small/", "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
+    monkeypatch.setattr(open_clip, "get_pretrained_cfg", lambda arch, tag: tag_cfg if tag == "cached" else {})
+    monkeypatch.setattr(open_clip.pretrained, "download_pretrained", lambda *a, **k: pytest.fail("downloaded"))
+    cached = build_prior("openclip:m2r-test-small:cached", cache_dir=str(tmp_path / "hub"), classes="cdd11")
+    assert torch.allclose(cached.mean.flatten(), torch.full((3,), 0.5))
+    with torch.no_grad():
+        expected = nn.functional.normalize(model.encode_image(cached.preprocess(x)), dim=-1)  # the tag's mean/std
+    assert torch.allclose(cached(x).image_embed, expected, atol=1e-5)
 
 
 def _daclip_file(path: Path, zero_controller: bool) -> tuple[nn.Module, nn.Module]:

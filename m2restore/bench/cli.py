@@ -12,6 +12,25 @@ from pathlib import Path
 from ..config import ConfigError, parse_override
 
 
+def parse_sets(texts: list[str]) -> dict[str, object]:
+    """``--set KEY=VALUE`` strings -> {KEY: value parsed as YAML}; notebook parameters are flat names."""
+    extra = {}
+    for text in texts:
+        path, value = parse_override(text)
+        if len(path) != 1:
+            raise ConfigError(f"--set {text!r}: notebook parameters are flat names (e.g. budget_steps=100)")
+        extra[path[0]] = value
+    return extra
+
+
+def find_grid(path: str) -> Path:
+    """A grid file as given, else relative to the repository (so the shipped grids work from any folder)."""
+    from .runner import REPO_ROOT
+
+    p = Path(path)
+    return p if p.is_file() or p.is_absolute() else (REPO_ROOT / p if (REPO_ROOT / p).is_file() else p)
+
+
 def _report_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="m2restore bench report", description="tables and figures from records")
     parser.add_argument("--runs", required=True, help="folder searched recursively for record.json")
@@ -42,13 +61,8 @@ def _run_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     from .runner import load_grid, run_grid
 
-    grid = load_grid(args.grid)
-    extra = {}
-    for text in args.overrides:
-        path, value = parse_override(text)
-        if len(path) != 1:
-            raise ConfigError(f"--set {text!r}: notebook parameters are flat names (e.g. budget_steps=100)")
-        extra[path[0]] = value
+    grid = load_grid(find_grid(args.grid))
+    extra = parse_sets(args.overrides)
     unknown = sorted(set(args.model) - set(grid.models))
     if unknown:
         raise ConfigError(f"--model {unknown} not in grid '{grid.name}' (models: {', '.join(grid.models)})")

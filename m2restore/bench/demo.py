@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..config import ConfigError, atomic_write_text, parse_override
+from ..config import ConfigError, atomic_write_text
 
 DEFAULT_GRID = "benchmarks/grids/demo.yaml"
 PRIOR_MINUTES = 3.0  # tiny CLIP prior wall-clock budget; part of the 20-minute total (benchmarks/README.md)
@@ -86,14 +86,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from .cli import find_grid, parse_sets
     from .report import build_report
     from .runner import DatasetSpec, load_grid, run_grid
 
-    grid = load_grid(args.grid)
-    extra = {}
-    for text in args.overrides:
-        path, value = parse_override(text)
-        extra[".".join(path)] = value
+    grid = load_grid(find_grid(args.grid))
+    extra = parse_sets(args.overrides)
     out = Path(args.out)
     progress = _Progress(4)
     load_before = os.getloadavg()[0]

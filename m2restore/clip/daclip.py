@@ -86,19 +86,6 @@ def controlled_forward(visual: nn.Module, visual_control: nn.Module, image: torc
     return content, degra
 
 
-class DAClipImageEncoder(nn.Module):
-    """The image side of DA-CLIP only (for the prior): returns (content, degradation) embeddings."""
-
-    def __init__(self, daclip: DAClip) -> None:
-        super().__init__()
-        self.visual = daclip.clip.visual
-        self.visual_control = daclip.visual_control
-        self.reverse_control = daclip.reverse_control
-
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return controlled_forward(self.visual, self.visual_control, image, self.reverse_control)
-
-
 class DAClip(nn.Module):
     """DA-CLIP around an open_clip CLIP; ``encode_image`` returns (content, degradation) embeddings.
 
@@ -125,6 +112,19 @@ class DAClip(nn.Module):
         return self.clip.encode_text(text, normalize=normalize)
 
 
+class DAClipImageEncoder(nn.Module):
+    """The image side of DA-CLIP only (for the prior): returns (content, degradation) embeddings."""
+
+    def __init__(self, daclip: DAClip) -> None:
+        super().__init__()
+        self.visual = daclip.clip.visual
+        self.visual_control = daclip.visual_control
+        self.reverse_control = daclip.reverse_control
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return controlled_forward(self.visual, self.visual_control, image, self.reverse_control)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Loading from the file's own keys
 # --------------------------------------------------------------------------------------------------------------
@@ -137,7 +137,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"DA-CLIP checkpoint not found: {path}. Download daclip_ViT-B-32.pt (about 1.6 GB) from {DACLIP_URL} "
             f"on a machine with network, copy it here, and use the source 'daclip:{path}'."
         )
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # mmap: skip optimizer state reads
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else ckpt
     if not isinstance(state, Mapping) or not any(k.startswith(("clip.", "module.clip.")) for k in state):
         raise ValueError(f"{path} is not a DA-CLIP checkpoint: expected keys 'clip.*' and 'visual_control.*'")
@@ -206,6 +206,7 @@ def load_daclip(path: str | Path, quick_gelu: bool = False, reverse_control: boo
             state.setdefault(key.removeprefix("clip."), value)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"{path}: DA-CLIP keys do not match the structure inferred from the file "
-                         f"(missing {missing[:5]}..., unexpected {unexpected[:5]}...)")
+        raise ValueError(f"{path}: keys do not match DA-CLIP's structure ({len(missing)} missing, e.g. "
+                         f"{missing[:3]}; {len(unexpected)} unexpected, e.g. {unexpected[:3]}). Is it the "
+                         f"daclip_ViT-B-32.pt of {DACLIP_URL}?")
     return model.eval(), cfg

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from .prior import CHECKPOINT_FORMAT, CLIP_MEAN, CLIP_STD, DegradationPrior, _from_clip
-from .prompts import ClassPrompts, canonical_name, encode_class_texts, resolve_classes
+from .prompts import ClassPrompts, canonical_name, class_parts, encode_class_texts, resolve_classes
 
 LAST, FINAL = "last.pt", "prior.pt"
 
@@ -46,6 +46,7 @@ class TrainConfig:
     source: str = "tiny"  # tiny | openclip:ARCH:TAG | local:ARCH:PATH | tiny:PATH (continue a prior)
     classes: str = "default"  # prompt-bank selection; the logits span all of them (K=13 by default)
     captions_per_step: int = 1  # captions drawn per class each step for the ce loss (0: the full ensemble)
+    part_weight: float = 1.0  # weight of the multi-label loss on single degradations (low, haze, rain, ...)
     model_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {"vision_cfg.patch_size": 8}
     loss: str = "ce"  # ce | clip
     steps: int = 0  # step budget (0: none)
@@ -224,20 +225,33 @@ def _sample_prompts(prompts: Sequence[ClassPrompts], n: int, gen: torch.Generato
 
 
 def _loss(model: torch.nn.Module, tokenizer: Any, prompts: Sequence[ClassPrompts], x: torch.Tensor,
-          labels: torch.Tensor, kind: str, captions_per_step: int, gen: torch.Generator) -> torch.Tensor:
-    """The training objective on one normalised batch ``x`` (B, 3, S, S) with class indices ``labels`` (B,)."""
+          labels: torch.Tensor, cfg: TrainConfig, gen: torch.Generator,
+          parts: tuple[list[ClassPrompts], torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """The training objective on one normalised batch ``x`` (B, 3, S, S) with class indices ``labels`` (B,).
+
+    ``parts`` = (part prompts, (K, P) membership, learnable bias) adds the multi-label part loss: a sigmoid
+    cross-entropy between the image and each single degradation's caption, so that "rain" learnt on
+    ``low_rain`` also counts for ``haze_rain``.
+    """
     image = F.normalize(model.encode_image(x), dim=-1)  # (B, E)
     scale = model.logit_scale.exp().clamp(max=100)
-    if kind == "ce":
-        text = encode_class_texts(model, tokenizer, _sample_prompts(prompts, captions_per_step, gen))  # (K, E)
-        return F.cross_entropy(scale * image @ text.t(), labels)
-    if kind == "clip":
+    if cfg.loss == "ce":
+        text = encode_class_texts(model, tokenizer, _sample_prompts(prompts, cfg.captions_per_step, gen))  # (K, E)
+        loss = F.cross_entropy(scale * image @ text.t(), labels)
+    elif cfg.loss == "clip":
         from open_clip import ClipLoss
 
         picks = [_sample_prompts([prompts[k]], 1, gen)[0].captions[0] for k in labels.tolist()]
         text = F.normalize(model.encode_text(tokenizer(picks).to(x.device)), dim=-1)  # (B, E)
-        return ClipLoss()(image, text, scale)
-    raise ValueError(f"unknown loss '{kind}' (ce or clip)")
+        loss = ClipLoss()(image, text, scale)
+    else:
+        raise ValueError(f"unknown loss '{cfg.loss}' (ce or clip)")
+    if parts is not None and cfg.part_weight > 0:
+        part_prompts, member, bias = parts
+        part_text = encode_class_texts(model, tokenizer, _sample_prompts(part_prompts, cfg.captions_per_step, gen))
+        logits = scale * image @ part_text.t() + bias  # (B, P)
+        loss = loss + cfg.part_weight * F.binary_cross_entropy_with_logits(logits, member[labels])
+    return loss
 
 
 def _lr_factor(progress: float, step: int, warmup: int) -> float:
@@ -275,12 +289,14 @@ class PriorTrainer:
         named = list(self.model.named_parameters())
         decay = [p for n, p in named if p.ndim >= 2 and "embedding" not in n]
         no_decay = [p for n, p in named if p.ndim < 2 or "embedding" in n]
+        self.parts, self.member = class_parts(self.prompts)  # (P parts), (K, P)
+        self.part_bias = torch.nn.Parameter(torch.zeros(()))  # sigmoid-loss offset (SigLIP's logit bias)
         self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                            {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+                                            {"params": no_decay + [self.part_bias], "weight_decay": 0.0}], lr=cfg.lr)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.step, self.elapsed, self.cpu = 0, 0.0, 0.0
         self.history: list[float] = []
-        self.evals: list[tuple[int, float]] = []
+        self.evals: list[tuple[int, float, float]] = []  # (step, CPU seconds, test accuracy)
         self.order, self.cursor = torch.randperm(len(self.train.images), generator=self.gen), 0
 
     def progress(self) -> float:
@@ -301,6 +317,8 @@ class PriorTrainer:
             raise FileNotFoundError(f"resume={cfg.resume}: no such checkpoint")
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         self.model.load_state_dict(ckpt["model"])
+        with torch.no_grad():
+            self.part_bias.copy_(ckpt["part_bias"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         set_rng_state(ckpt["rng"])
         self.gen.set_state(ckpt["gen"])
@@ -318,8 +336,9 @@ class PriorTrainer:
 
         ckpt = _checkpoint(self.model, self.mcfg, self.pre, self.arch, self.prompts, self.cfg, self.step,
                            self.elapsed, self.logs(), self.optimizer)
-        atomic_torch_save({**ckpt, "gen": self.gen.get_state(), "order": self.order, "cursor": self.cursor},
-                          self.out / LAST)
+        extra = {"gen": self.gen.get_state(), "order": self.order, "cursor": self.cursor,
+                 "part_bias": self.part_bias.detach().clone()}
+        atomic_torch_save({**ckpt, **extra}, self.out / LAST)
 
     def train_step(self) -> float:
         """One optimisation step on the next batch; returns the loss."""
@@ -334,7 +353,7 @@ class PriorTrainer:
             group["lr"] = cfg.lr * _lr_factor(self.progress(), self.step, cfg.warmup)
         self.model.train()
         loss = _loss(self.model, self.tokenizer, self.prompts, (x - self.mean) / self.std, self.train.labels[idx],
-                     cfg.loss, cfg.captions_per_step, self.gen)
+                     cfg, self.gen, (self.parts, self.member, self.part_bias))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -349,7 +368,7 @@ class PriorTrainer:
 
         prior = prior_from_model(self.model, self.mcfg, self.pre, self.prompts)
         res = evaluate_prior(prior, self.cfg.data, out_dir=out_dir, progress=False)
-        self.evals.append((self.step, res["accuracy"]))
+        self.evals.append((self.step, round(self.cpu, 1), res["accuracy"]))
         return res
 
     def fit(self) -> dict[str, Any]:
@@ -373,7 +392,8 @@ class PriorTrainer:
                 self.save_last()
                 last_save = time.monotonic()
             if cfg.eval_every and self.step % cfg.eval_every == 0:
-                bar.write(f"step {self.step}: zero-shot accuracy {self.evaluate()['accuracy']:.3f}")
+                bar.write(f"step {self.step} ({self.cpu / 60:.1f} CPU min): zero-shot accuracy "
+                          f"{self.evaluate()['accuracy']:.3f}")
         bar.close()
         summary: dict[str, Any] = {
             "checkpoint": str(self.out / FINAL), "steps": self.step, "minutes": self.elapsed / 60,
@@ -402,7 +422,7 @@ def train_prior(cfg: TrainConfig | None = None, callback: Callable[[int, dict], 
 
     Returns:
         Summary: ``checkpoint`` path, ``steps``, ``minutes``, ``cpu_minutes``, ``loss_history``, ``evals``
-        (step, accuracy) and the final ``eval`` metrics when the dataset has a test split.
+        (step, CPU seconds, accuracy) and the final ``eval`` metrics when the dataset has a test split.
     """
     trainer = PriorTrainer(dataclasses.replace(cfg or TrainConfig(), **overrides), callback)
     trainer.resume()

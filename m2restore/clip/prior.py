@@ -118,15 +118,16 @@ class DegradationPrior(nn.Module):
         if min(x.shape[-2:]) != self.image_size:
             x = TF.resize(x, [self.image_size], interpolation=mode, antialias=True).clamp(0, 1)  # (B, 3, h, w)
         x = TF.center_crop(x, [self.image_size, self.image_size])  # (B, 3, S, S)
-        return (x - self.mean) / self.std  # (B, 3, S, S)
+        return (x - self.mean.float()) / self.std.float()  # (B, 3, S, S)
 
     def logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Scaled cosine logits (B, K) and the unit-norm embeddings (no grad context applied here)."""
-        content, degra = self.encoder(self.preprocess(images))  # (B, E), (B, E) or None
+        dtype = next(self.encoder.parameters()).dtype  # the parent may have cast the prior (e.g. .half())
+        content, degra = self.encoder(self.preprocess(images).to(dtype))  # (B, E), (B, E) or None
         content = F.normalize(content.float(), dim=-1)  # (B, E)
         degra = F.normalize(degra.float(), dim=-1) if degra is not None else None
         query = degra if degra is not None else content  # (B, E)
-        return self.logit_scale * query @ self.text_embed.t(), content, degra  # (B, K)
+        return self.logit_scale * query @ self.text_embed.float().t(), content, degra  # (B, K)
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> PriorOutput:

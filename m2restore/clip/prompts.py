@@ -116,6 +116,37 @@ def resolve_classes(
     return list(out.values())
 
 
+def class_parts(class_prompts: Sequence[ClassPrompts], bank_path: str | None = None,
+                ) -> tuple[list[ClassPrompts], torch.Tensor]:
+    """The single degradations ("parts") the classes are made of, and which class has which part.
+
+    A class's parts are its ``parts`` entry in the bank, else the pieces of its name when each piece is a bank
+    class (CDD-11's convention: ``low_haze_rain`` = low + haze + rain), else the class itself.
+
+    Returns:
+        The part prompts (P of them) and a (K, P) 0/1 membership matrix.
+    """
+    bank = load_bank(bank_path)
+    table = _alias_table(bank)
+    parts: dict[str, ClassPrompts] = {}
+    members = []
+    for cp in class_prompts:
+        entry = bank["classes"].get(cp.name, {})
+        pieces = entry.get("parts") or cp.name.split("_")
+        if not all(p.lower() in table for p in pieces):
+            pieces = [cp.name]
+        names = []
+        for piece in pieces:
+            name = table.get(piece.lower(), piece)
+            if name not in parts:
+                parts[name] = resolve_classes([name], bank_path=bank_path)[0] if name in bank["classes"] else cp
+            names.append(name)
+        members.append(names)
+    order = list(parts)
+    matrix = torch.tensor([[float(p in names) for p in order] for names in members])  # (K, P)
+    return [parts[p] for p in order], matrix
+
+
 def list_class_sets(bank_path: str | None = None) -> dict[str, list[str]]:
     """Named class sets of the bank and their class names."""
     return {name: [c.name for c in resolve_classes(name, bank_path=bank_path)]
