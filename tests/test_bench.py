@@ -41,6 +41,7 @@ save_samples(Path(out_dir) / "samples.npz", imgs, imgs[::-1].copy(), imgs, TYPES
 record = rec.RunRecord(
     run_id=f"{dataset}/{model}/seed{seed}", model=model, dataset=dataset, seed=seed, family=model,
     metrics=rec.average_metrics(per_type), n_images={t: 2 for t in TYPES}, params=1000 * len(model),
+    input_metrics=rec.average_metrics({t: dict.fromkeys(rec.METRIC_KEYS, 15.0 + i) for i, t in enumerate(TYPES)}),
     budget=rec.Budget(steps=budget_steps, batch_size=2, patch_size=16, lr=1e-3),
     profile={"latency_ms": 5.0 * len(model)},
     history={"step": [1, 2, 3], "loss": [0.3, 0.2, 0.1 + 0.01 * seed]}, samples="samples.npz",
@@ -105,6 +106,8 @@ def test_report_tables_protocol_and_paper_rows(two_runs: tuple[Path, list], tmp_
     assert measured.loc["bb", "average_ssim_mean"] == pytest.approx(r.metrics["average"]["ssim_rgb"])
     y_md = (tmp_path / "tables" / "cdd11_y.md").read_text()
     assert "Y (BT.601 YCbCr)" in y_md and "crop_border=0" in y_md and "10 iterations" in y_md
+    degraded = rgb[rgb.source == "input"].set_index("model")
+    assert degraded.loc["degraded input", "rain_psnr_mean"] == pytest.approx(r.input_metrics["rain"]["psnr_rgb"])
     paper = rgb[rgb.source == "paper-reported"].set_index("model")
     assert paper.loc["M2Restore", "average_psnr_mean"] == pytest.approx(30.51)
     assert "M2Restore (paper-reported)" in y_md

@@ -20,7 +20,7 @@ import pandas as pd
 import seaborn as sns
 
 from .records import AVERAGE, RunRecord
-from .report import records_frame
+from .report import input_metrics, records_frame
 
 SAMPLE_KEYS = ("input", "output", "target", "types")  # arrays in samples.npz: (N, H, W, 3) uint8 x3, (N,) str
 
@@ -45,13 +45,20 @@ def _savefig(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-def per_type_bars(frame: pd.DataFrame, dataset: str, space: str, path: Path) -> Path:
-    """Bar per model and degradation type (mean over seeds, error bar = sample std)."""
+def per_type_bars(
+    frame: pd.DataFrame, dataset: str, space: str, path: Path, inputs: dict[str, dict[str, float]] | None = None,
+) -> Path:
+    """Bar per model and degradation type (mean over seeds, error bar = sample std); black ticks: the input."""
     d = frame[(frame.dataset == dataset) & (frame.space == space)]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.75 * d["type"].nunique() * max(1, d["model"].nunique()) / 2), 3.6))
     sns.barplot(data=d, x="type", y="psnr", hue="model", errorbar=("sd", 1), ax=ax, capsize=0.1)
+    types = list(dict.fromkeys(d["type"]))
+    if inputs:
+        xs = [i for i, t in enumerate(types) if t in inputs]
+        ax.scatter(xs, [inputs[types[i]][f"psnr_{space}"] for i in xs], marker="_", s=600, color="k", zorder=5,
+                   label="degraded input")
     ax.set(xlabel="degradation type", ylabel=f"PSNR {space.upper()} (dB)", title=f"{dataset}: PSNR per type ({space})")
-    lo = d["psnr"].min()
+    lo = min(d["psnr"].min(), *(inputs[t][f"psnr_{space}"] for t in types if t in (inputs or {})))
     ax.set_ylim(bottom=max(0.0, lo - 3.0))
     ax.tick_params(axis="x", rotation=35)
     ax.legend(fontsize=8, ncols=min(3, d["model"].nunique()))
@@ -155,7 +162,9 @@ def make_figures(runs: list[tuple[Path, RunRecord]], out_dir: str | os.PathLike)
     sns.set_theme(style="whitegrid", context="paper")
     written: list[Path | None] = []
     for dataset in dict.fromkeys(frame["dataset"]):
-        written += [per_type_bars(frame, dataset, s, out / f"{dataset}_psnr_per_type_{s}.png") for s in ("rgb", "y")]
+        inputs = input_metrics(records, dataset)
+        written += [per_type_bars(frame, dataset, s, out / f"{dataset}_psnr_per_type_{s}.png", inputs)
+                    for s in ("rgb", "y")]
         written.append(quality_vs(frame, dataset, "params", out / f"{dataset}_psnr_vs_params.png"))
         written.append(quality_vs(frame, dataset, "latency_ms", out / f"{dataset}_psnr_vs_latency.png"))
         written.append(training_curves(records, dataset, out / f"{dataset}_training_curves.png"))

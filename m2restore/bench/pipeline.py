@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..config import ConfigError, to_dict
-from .records import Budget, Protocol, RunRecord, git_commit, hardware_info, write_record
+from .records import METRIC_KEYS, Budget, Protocol, RunRecord, git_commit, hardware_info, write_record
 
 MINI = {"mini-cdd11": "make_mini_cdd11", "mini-allweather": "make_mini_allweather"}
 ALLWEATHER = ("allweather", "mini-allweather")  # evaluated per test subset (one split each)
@@ -146,10 +146,20 @@ def evaluate_model(s: RunSettings, model: torch.nn.Module, root: Path) -> dict[s
 
     Returns:
         ``metrics`` (type -> psnr_rgb, ssim_rgb, psnr_y, ssim_y, and 'average' = mean of per-type means),
+        ``input_metrics`` (the same for the degraded input left as it is: the floor every model should beat),
         ``n_images`` per type, the evaluator's ``protocol`` and ``frame`` (a DataFrame for display).
     """
     import pandas as pd
 
+    restored, counts, protocol = _per_type(s, model, root)
+    degraded, _, _ = _per_type(s, torch.nn.Identity(), root)
+    frame = pd.DataFrame(restored).T.assign(input_psnr_rgb=pd.Series({t: v["psnr_rgb"] for t, v in degraded.items()}),
+                                            n=pd.Series(counts))
+    return {"metrics": restored, "input_metrics": degraded, "n_images": counts, "protocol": protocol, "frame": frame}
+
+
+def _per_type(s: RunSettings, model: torch.nn.Module, root: Path) -> tuple[dict, dict[str, int], dict[str, Any]]:
+    """(metrics with 'average', image count per type, protocol) of ``model`` on every test split."""
     from ..eval import evaluate
 
     device = None if s.device == "auto" else s.device
@@ -160,12 +170,10 @@ def evaluate_model(s: RunSettings, model: torch.nn.Module, root: Path) -> dict[s
         protocol = res.protocol
         rows = res.per_type if split == "test" else {split: res.average | {"count": len(res.rows)}}
         for t, row in rows.items():
-            per_type[t] = {k: float(row[k]) for k in ("psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y")}
+            per_type[t] = {k: float(row[k]) for k in METRIC_KEYS}
             counts[t] = int(row["count"])
-    keys = ("psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y")
-    metrics = {**per_type, "average": {k: sum(v[k] for v in per_type.values()) / len(per_type) for k in keys}}
-    frame = pd.DataFrame(metrics).T.assign(n=pd.Series(counts))
-    return {"metrics": metrics, "n_images": counts, "protocol": protocol, "frame": frame}
+    average = {k: sum(v[k] for v in per_type.values()) / len(per_type) for k in METRIC_KEYS}
+    return {**per_type, "average": average}, counts, protocol
 
 
 def _centre(img: torch.Tensor, size: int) -> torch.Tensor:
@@ -228,7 +236,7 @@ def write_run_record(
     record = RunRecord(
         run_id=f"{s.dataset}/{s.model}/seed{s.seed}", model=s.model, dataset=s.dataset, seed=s.seed,
         family=get_preset(s.model).family, dataset_version=dataset_version(s, root),
-        metrics=evaluation["metrics"], n_images=evaluation["n_images"],
+        metrics=evaluation["metrics"], n_images=evaluation["n_images"], input_metrics=evaluation["input_metrics"],
         protocol=Protocol(crop_border=int(proto.get("crop_border", 0)), data_range=1.0,
                           y_channel=str(proto.get("y_definition", Protocol.y_channel)),
                           ssim=str(proto.get("ssim", Protocol.ssim)),

@@ -71,6 +71,7 @@ class RunRecord:
     dataset_version: str = ""  # e.g. "mini-cdd11 size=128 seed=0" or a real dataset's release tag
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     n_images: dict[str, int] = field(default_factory=dict)  # test images per type
+    input_metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # the degraded input itself, same keys
     protocol: Protocol = field(default_factory=Protocol)
     budget: Budget = field(default_factory=Budget)
     params: int = 0  # trainable parameters (excluding a frozen CLIP prior)

@@ -21,6 +21,15 @@ from .records import AVERAGE, RunRecord, find_records, read_record
 
 SPACES = ("rgb", "y")
 PAPER = "paper-reported"
+INPUT = "degraded input"  # the test inputs scored as they are: the floor every model should beat
+
+
+def input_metrics(records: list[RunRecord], dataset: str) -> dict[str, dict[str, float]]:
+    """Scores of the unrestored test inputs, from the first record of ``dataset`` that carries them."""
+    for r in records:
+        if r.status == "ok" and r.dataset == dataset and r.input_metrics:
+            return r.input_metrics
+    return {}
 
 
 def records_frame(records: list[RunRecord]) -> pd.DataFrame:
@@ -111,8 +120,10 @@ def _order(values: list[str]) -> list[str]:
     return [v for v in out if v != AVERAGE] + ([AVERAGE] if AVERAGE in out else [])
 
 
-def per_type_table(summary: pd.DataFrame, dataset: str, space: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(formatted, numeric) tables: rows = models (+ paper rows), columns = types then average."""
+def per_type_table(
+    summary: pd.DataFrame, dataset: str, space: str, inputs: dict[str, dict[str, float]] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(formatted, numeric) tables: rows = models (+ the degraded input, + paper rows), columns = types, average."""
     s = summary[(summary.dataset == dataset) & (summary.space == space)]
     types = _order(list(s["type"]))
     fmt_rows, num_rows = [], []
@@ -129,6 +140,14 @@ def per_type_table(summary: pd.DataFrame, dataset: str, space: str) -> tuple[pd.
             for k in ("psnr_mean", "psnr_std", "ssim_mean", "ssim_std"):
                 num[f"{t}_{k}"] = by_type[k].get(t)
         num_rows.append(num)
+    if inputs:
+        fmt_rows.append({"model": INPUT, "source": "input", "seeds": "–", **{
+            t: f"{inputs[t][f'psnr_{space}']:.2f} / {inputs[t][f'ssim_{space}']:.3f}" if t in inputs else "–"
+            for t in types
+        }})
+        num_rows.append({"model": INPUT, "source": "input", "seeds": None, **{
+            f"{t}_{m}_mean": inputs[t][f"{m}_{space}"] for t in types if t in inputs for m in ("psnr", "ssim")
+        }})
     for label, values in published_rows(dataset).items():
         fmt_rows.append({"model": f"{label} ({PAPER})", "source": PAPER, "seeds": "–", **{
             t: f"{values[t][0]:.2f} / {values[t][1]:.3f}" if t in values else "–" for t in types
@@ -140,7 +159,9 @@ def per_type_table(summary: pd.DataFrame, dataset: str, space: str) -> tuple[pd.
     return pd.DataFrame(fmt_rows), pd.DataFrame(num_rows)
 
 
-def headline_table(summary: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def headline_table(
+    summary: pd.DataFrame, dataset: str, inputs: dict[str, dict[str, float]] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(formatted, numeric) average-over-types table per model: params, latency, PSNR/SSIM on RGB and Y."""
     s = summary[(summary.dataset == dataset) & (summary.type == AVERAGE)]
     fmt_rows, num_rows = [], []
@@ -160,6 +181,13 @@ def headline_table(summary: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, p
         num_rows.append(num)
     order = sorted(range(len(num_rows)), key=lambda i: -num_rows[i]["psnr_rgb_mean"])
     fmt_rows, num_rows = [fmt_rows[i] for i in order], [num_rows[i] for i in order]
+    if inputs and AVERAGE in inputs:
+        avg, cols = inputs[AVERAGE], [(sp, lab, m, d) for sp, lab in (("rgb", "RGB"), ("y", "Y"))
+                                      for m, d in (("psnr", 2), ("ssim", 3))]
+        fmt_rows.append({"model": INPUT, "source": "input", "seeds": "–", "params (M)": "–", "latency (ms)": "–",
+                         **{f"{m.upper()} {lab}": f"{avg[f'{m}_{sp}']:.{d}f}" for sp, lab, m, d in cols}})
+        num_rows.append({"model": INPUT, "source": "input", **{f"{m}_{sp}_mean": avg[f"{m}_{sp}"]
+                                                              for sp, _, m, _ in cols}})
     for label, values in published_rows(dataset).items():
         if AVERAGE in values:
             psnr, ssim = values[AVERAGE]
@@ -193,7 +221,7 @@ def to_latex(table: pd.DataFrame, title: str, label: str) -> str:
              " & ".join(_tex(c) for c in cols) + r" \\", r"\midrule"]
     rows = list(table.itertuples(index=False))
     for i, row in enumerate(rows):
-        if i and row[1] == PAPER and rows[i - 1][1] != PAPER:
+        if i and row[1] != rows[i - 1][1]:
             lines.append(r"\midrule")
         lines.append(" & ".join(_tex(str(v)) for v in row) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
@@ -242,14 +270,15 @@ def build_report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike, figure
         rep.tables += [out / "tables" / "runs.csv", out / "tables" / "summary.csv"]
         for dataset in dict.fromkeys(frame["dataset"]):
             has_paper = bool(published_rows(dataset))
-            fmt, num = headline_table(summary, dataset)
+            inputs = input_metrics(ok, dataset)
+            fmt, num = headline_table(summary, dataset, inputs)
             title = "Average over degradation types. " + caption(ok, dataset, "rgb", has_paper).replace(
                 "on RGB,", "on RGB and on Y,"
             ) + latency_note(ok, dataset)
             rep.tables += _write_table(out / "tables", f"{dataset}_summary", fmt, num, title)
             md += [f"## {dataset}\n", to_markdown(fmt, title)]
             for space in SPACES:
-                fmt, num = per_type_table(summary, dataset, space)
+                fmt, num = per_type_table(summary, dataset, space, inputs)
                 title = f"Per degradation type. {caption(ok, dataset, space, has_paper)}"
                 rep.tables += _write_table(out / "tables", f"{dataset}_{space}", fmt, num, title)
                 md.append(to_markdown(fmt, title))
