@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 from PIL import Image
+from torch import nn
 
 open_clip = pytest.importorskip("open_clip")
 
-from m2restore.clip import build_prior, list_class_sets, resolve_classes  # noqa: E402
-from m2restore.clip.prior import PretrainedUnavailableError  # noqa: E402
-from m2restore.clip.prompts import canonical_name  # noqa: E402
-from m2restore.clip.tiny import TINY_CLIP, build_clip, model_config, register_tiny_clip  # noqa: E402
+from m2restore.clip import build_prior, list_class_sets, resolve_classes
+from m2restore.clip.prior import PretrainedUnavailableError
+from m2restore.clip.prompts import canonical_name
+from m2restore.clip.tiny import TINY_CLIP, build_clip, model_config, register_tiny_clip
 
 CDD11 = ["low", "haze", "rain", "snow", "low_haze", "low_rain", "low_snow", "haze_rain", "haze_snow",
          "low_haze_rain", "low_haze_snow"]
@@ -234,7 +234,7 @@ def _toy_dataset(root: Path, types: list[str], per_type: int = 4, size: int = 32
 
 def test_clip_train_lowers_loss_and_round_trips(tmp_path):
     from m2restore.clip.cli import main
-    from m2restore.clip.finetune import TrainConfig, prior_from_model, train_prior  # noqa: F401
+    from m2restore.clip.finetune import TrainConfig, prior_from_model, train_prior
 
     data = _toy_dataset(tmp_path / "toy", ["low", "haze", "rain"])
     cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), classes="low,haze,rain", model_overrides=SMALL,

@@ -30,7 +30,23 @@ _LAZY = {
     "evaluate_prior": "m2restore.clip.evaluate",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "TINY_CLIP",
+    "ClassPrompts",
+    "DegradationPrior",
+    "PretrainedUnavailableError",
+    "PriorOutput",
+    "TrainConfig",
+    "build_prior",
+    "canonical_name",
+    "evaluate_prior",
+    "list_class_sets",
+    "load_daclip",
+    "load_prior_checkpoint",
+    "register_tiny_clip",
+    "resolve_classes",
+    "train_prior",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -121,5 +121,6 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> None:
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(out / "confusion.png", dpi=120)
-    summary = {k: result[k] for k in ("accuracy", "accuracy_full", "per_type", "confused", "n", "num_classes", "source")}
+    keys = ("accuracy", "accuracy_full", "per_type", "confused", "n", "num_classes", "source")
+    summary = {k: result[k] for k in keys}
     (out / "eval.json").write_text(json.dumps(summary, indent=2))

@@ -9,6 +9,10 @@ Pairs are (degraded image, caption of its degradation type) from a folder in CDD
   negatives; classifying against the K class embeddings has no such false negatives.
 - ``clip``: open_clip's symmetric ``ClipLoss`` on (image, one random caption of its class) pairs.
 
+Either is joined by a multi-label *part* loss (``part_weight``): a sigmoid cross-entropy between the image and
+the caption of each single degradation it contains (``low_haze_rain`` has the parts low, haze and rain), so
+what the tower learns about rain on ``low_rain`` counts for ``haze_rain`` too.
+
 Training either starts from scratch (``tiny``: m2r-tiny-clip), fine-tunes pretrained weights
 (``openclip:ViT-B-32:laion2b_s34b_b79k`` on a GPU machine with network), or continues a trained prior
 (``tiny:PATH``). The budget is steps and/or wall-clock minutes, whichever ends first; the cosine learning-rate
@@ -31,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .prior import CHECKPOINT_FORMAT, CLIP_MEAN, CLIP_STD, DegradationPrior, _from_clip
+from .prior import CHECKPOINT_FORMAT, CLIP_MEAN, CLIP_STD, DegradationPrior, prior_from_clip
 from .prompts import ClassPrompts, canonical_name, class_parts, encode_class_texts, resolve_classes
 
 LAST, FINAL = "last.pt", "prior.pt"
@@ -205,7 +209,7 @@ def prior_from_model(model: torch.nn.Module, mcfg: dict, pre: dict, prompts: Seq
     """A frozen prior around a copy of a model being trained (for evaluation during training)."""
     from copy import deepcopy
 
-    return _from_clip(deepcopy(model), mcfg, list(prompts), source=source, mean=pre["mean"], std=pre["std"],
+    return prior_from_clip(deepcopy(model), mcfg, list(prompts), source=source, mean=pre["mean"], std=pre["std"],
                       interpolation=pre["interpolation"])
 
 

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from .prompts import ClassPrompts, encode_class_texts, resolve_classes
 
@@ -211,7 +211,7 @@ def resolve_pretrained(arch: str, tag: str, allow_download: bool | None = None, 
     return open_clip.download_pretrained(cfg, cache_dir=cache_dir)
 
 
-def _from_clip(model: nn.Module, cfg: dict[str, Any], class_prompts: list[ClassPrompts], *, source: str,
+def prior_from_clip(model: nn.Module, cfg: dict[str, Any], class_prompts: list[ClassPrompts], *, source: str,
                mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD, interpolation: str = "bicubic",
                logit_scale: float | None = None) -> DegradationPrior:
     """Wrap a full open_clip CLIP: embed the class captions once, keep only the image tower."""
@@ -248,7 +248,7 @@ def load_prior_checkpoint(path: str | Path, classes: str | Sequence[str] | None 
     else:
         prompts = resolve_classes(classes)
     pre = ckpt["preprocess"]
-    return _from_clip(model, ckpt["model_cfg"], prompts, source=f"tiny:{path}", mean=pre["mean"], std=pre["std"],
+    return prior_from_clip(model, ckpt["model_cfg"], prompts, source=f"tiny:{path}", mean=pre["mean"], std=pre["std"],
                       interpolation=pre["interpolation"], logit_scale=logit_scale)
 
 
@@ -289,7 +289,7 @@ def build_prior(
     if kind == "tiny":
         cfg = model_config(TINY_CLIP)
         prompts = resolve_classes(classes, templates)
-        return _from_clip(build_clip(cfg, seed=seed), cfg, prompts, source="tiny", logit_scale=logit_scale)
+        return prior_from_clip(build_clip(cfg, seed=seed), cfg, prompts, source="tiny", logit_scale=logit_scale)
     if kind in ("openclip", "local"):
         arch, _, ref = rest.partition(":")
         if not arch or not ref:
@@ -302,7 +302,7 @@ def build_prior(
             raise FileNotFoundError(f"open_clip weights file not found: {weights} (source '{source}')")
         cfg = model_config(arch)
         model = open_clip.create_model(arch, pretrained=weights, force_quick_gelu=pcfg.get("quick_gelu", quick_gelu))
-        return _from_clip(model, cfg, resolve_classes(classes, templates), source=source,
+        return prior_from_clip(model, cfg, resolve_classes(classes, templates), source=source,
                           mean=pcfg.get("mean", CLIP_MEAN), std=pcfg.get("std", CLIP_STD),
                           interpolation=pcfg.get("interpolation", "bicubic"), logit_scale=logit_scale)
     if kind == "daclip":
