@@ -192,7 +192,7 @@ def save_visual_samples(s: RunSettings, model: torch.nn.Module, root: Path, crop
     from ..data import build_dataset
     from .figures import save_samples
 
-    ds = build_dataset(s.dataset, root, _eval_splits(s)[0], patch_size=None)
+    ds = build_dataset(s.dataset, root, _eval_splits(s)[0], patch_size=None, check="none")  # evaluate checked it
     picks: dict[str, int] = {}
     for i, t in enumerate(ds.types):
         picks.setdefault(t, i)
