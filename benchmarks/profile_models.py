@@ -1,14 +1,17 @@
 """One cost table for every registered model: parameters, FLOPs, latency and peak memory (CSV + Markdown).
 
-Each row comes from :func:`m2restore.eval.profile.profile_model` (see its module docstring for what each column
-means and how memory is measured on CPU). Models are profiled one after another in one process, so latencies are
-comparable within a table only; other processes on the machine slow every row.
+Parameters, FLOPs and memory come from :func:`m2restore.eval.profile.profile_model` (see its module docstring for
+what each column means and how memory is measured on CPU). Latencies come from
+:func:`m2restore.eval.profile.compare_latency`: every model is built and kept in memory, then each round times one
+step of every model in a rotating order, so a change in machine load hits all models alike; the ratio column is the
+median over rounds of a model's time over the reference model's time in the same round.
 
 Usage::
 
     python benchmarks/profile_models.py                                  # all models, 256 px, CPU
     python benchmarks/profile_models.py --models adair_tiny promptir_tiny --size 64 --repeats 3
     python benchmarks/profile_models.py --device cuda --size 256 --backward --batch 4
+    python benchmarks/profile_models.py --models m2restore adair --reference adair --repeats 9
     python benchmarks/profile_models.py --out benchmarks/results/profile  # default folder
 
 Writes ``<out>/profile_<device>_<size>px[_train].csv`` and ``.md`` (the file name records the environment).
@@ -24,7 +27,7 @@ from typing import Any
 
 import torch
 
-from m2restore.eval.profile import profile_model
+from m2restore.eval.profile import compare_latency, profile_model
 from m2restore.registry import list_models
 
 COLUMNS = [  # (key, Markdown header, format)
@@ -34,6 +37,7 @@ COLUMNS = [  # (key, Markdown header, format)
     ("gflops_per_image", "GFLOPs / image", "{:.2f}"),
     ("latency_ms", "latency ms (median)", "{:.1f}"),
     ("latency_ms_min", "latency ms (min)", "{:.1f}"),
+    ("latency_ratio", "latency / reference", "{:.2f}"),
     ("peak_mem_mb", "peak MiB", "{:.1f}"),
 ]
 
@@ -45,7 +49,7 @@ def markdown_table(rows: list[dict[str, Any]], title: str) -> str:
         f"# {title}", "",
         (f"Input {r0['batch']}x3x{r0['size']}x{r0['size']}, {r0['mode']}, device {r0['device']} "
          f"({platform.processor() or platform.machine()}, {r0['threads']} threads), torch {r0['torch']}, "
-         f"median of {r0['repeats']} runs. Peak memory: {r0['mem_method']}. FLOPs: torch.utils.flop_counter "
+         f"median of {r0['repeats']} interleaved rounds, ratio to {r0['reference']} per round. Peak memory: {r0['mem_method']}. FLOPs: torch.utils.flop_counter "
          "(matmul/conv/attention, 2 per multiply-add)."), "",
         "| " + " | ".join(h for _, h, _ in COLUMNS) + " |",
         "|" + "|".join("---" if k == "model" else "---:" for k, _, _ in COLUMNS) + "|",
@@ -60,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved timing rounds")
+    parser.add_argument("--reference", default="adair", help="model the latency ratio is taken to (default adair)")
     parser.add_argument("--backward", action="store_true", help="profile forward + backward (a training step)")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads before profiling")
     parser.add_argument("--out", default="benchmarks/results/profile", help="output folder")
@@ -73,13 +78,21 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown model(s) {unknown}; registered: {', '.join(list_models())}", file=sys.stderr)
         return 2
+    if args.reference not in names:
+        names.append(args.reference)
     rows = []
-    for name in names:
-        row = profile_model(name, size=args.size, device=args.device, repeats=args.repeats, batch=args.batch,
-                            backward=args.backward)
-        rows.append(row)
-        print(f"{name:<26} {row['params_trainable']:>12,} trainable  {row['gflops_per_image']:8.2f} GFLOPs  "
-              f"{row['latency_ms']:9.1f} ms  {row['peak_mem_mb']:8.1f} MiB", flush=True)
+    for name in names:  # parameters, FLOPs, memory (no timing)
+        rows.append(profile_model(name, size=args.size, device=args.device, repeats=0, batch=args.batch,
+                                  backward=args.backward))
+    timing = compare_latency(names, size=args.size, device=args.device, rounds=args.repeats, batch=args.batch,
+                             backward=args.backward, reference=args.reference)
+    for row in rows:
+        t = timing[row["model"]]
+        row.update(latency_ms=t["latency_ms"], latency_ms_min=t["latency_ms_min"], latency_ratio=t["ratio"],
+                   repeats=args.repeats, reference=args.reference)
+        print(f"{row['model']:<26} {row['params_trainable']:>12,} trainable  {row['gflops_per_image']:8.2f} GFLOPs  "
+              f"{row['latency_ms']:9.1f} ms  x{row['latency_ratio']:.2f} {args.reference}  "
+              f"{row['peak_mem_mb']:8.1f} MiB", flush=True)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from m2restore.eval.profile import flop_counter, main, profile_model
+from m2restore.eval.profile import compare_latency, flop_counter, main, profile_model
 from m2restore.registry import build_model
 
 
@@ -77,10 +78,33 @@ def test_benchmark_script_writes_csv_and_markdown(tmp_path):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     assert script.main(["--models", "adair_tiny", "promptir_tiny", "--size", "16", "--repeats", "1",
-                        "--out", str(tmp_path)]) == 0
+                        "--reference", "adair_tiny", "--out", str(tmp_path)]) == 0
     with open(tmp_path / "profile_cpu_16px.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["model"] for r in rows] == ["adair_tiny", "promptir_tiny"]
     md = (tmp_path / "profile_cpu_16px.md").read_text()
-    assert md.count("\n| ") == 3 and "| adair_tiny |" in md
+    assert md.count("\n| ") == 3 and "| adair_tiny |" in md and "ratio to adair_tiny" in md
+    assert float(rows[0]["latency_ratio"]) == 1.0 and float(rows[1]["latency_ratio"]) > 0
     assert script.main(["--models", "no_such_model", "--out", str(tmp_path)]) == 2
+
+
+class _Sleeper(nn.Module):
+    """Takes a known wall time per forward."""
+
+    def __init__(self, seconds: float, name: str) -> None:
+        super().__init__()
+        self.seconds, self.preset_name = seconds, name
+        self.w = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(self.seconds)
+        return x + self.w
+
+
+def test_compare_latency_interleaves_and_gives_per_round_ratios():
+    out = compare_latency([_Sleeper(0.04, "slow"), _Sleeper(0.02, "fast")], size=8, rounds=3, reference="fast")
+    assert out["fast"]["ratio"] == 1.0 and out["slow"]["rounds"] == 3
+    assert 1.6 < out["slow"]["ratio"] < 2.4
+    assert out["slow"]["latency_ms"] >= 40 and out["slow"]["latency_ms_min"] <= out["slow"]["latency_ms"]
+    with pytest.raises(ValueError, match="reference 'adair'"):
+        compare_latency([_Sleeper(0.0, "a")], size=8, rounds=1, reference="adair")

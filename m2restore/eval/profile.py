@@ -5,6 +5,7 @@ Python API::
     from m2restore.eval.profile import profile_model
     row = profile_model("adair_tiny", size=128, repeats=5)             # a registered preset (+ config overrides)
     row = profile_model(my_model, size=256, device="cuda", backward=True)  # any nn.Module taking (B, 3, H, W)
+    compare_latency(["m2restore", "adair"], size=256, rounds=7, reference="adair")  # side by side, interleaved
 
 Command line: ``m2restore profile --model NAME [--size 256] [--device cpu] [--set dim=32] [--backward]``.
 
@@ -15,6 +16,8 @@ What each number means:
   ``convolution_backward`` ignores ``groups`` (a depthwise 3x3 conv's weight gradient counts C times too much), so
   it is replaced here: each requested gradient (input, weight) costs one forward convolution.
 - ``latency_ms``: median wall time of ``repeats`` steps after ``warmup`` steps (CUDA is synchronised).
+  ``compare_latency`` times several models in interleaved rounds and gives each one's median per-round ratio to a
+  reference model: the figure to quote when comparing models on a machine whose load may change.
 - ``peak_mem_mb``: on CUDA ``torch.cuda.max_memory_allocated`` during one step (weights, input, activations,
   gradients). On CPU PyTorch keeps no allocator statistics, so a ``TorchDispatchMode`` adds up the storages of every
   tensor an ATen op returns while they are alive (freed when garbage-collected), on top of the weights, buffers
@@ -30,6 +33,7 @@ import statistics
 import sys
 import time
 import weakref
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -91,26 +95,10 @@ def _resolve(name_or_model: str | nn.Module, overrides: dict[str, Any]) -> tuple
     return name_or_model, build_model(name_or_model, **overrides)
 
 
-def profile_model(
-    name_or_model: str | nn.Module, size: int = 256, device: str = "cpu", repeats: int = 5, batch: int = 1,
-    warmup: int = 1, backward: bool = False, **overrides: Any,
-) -> dict[str, Any]:
-    """Profile a registered preset (with config ``overrides``) or a model on a random (batch, 3, size, size) input.
-
-    Args:
-        name_or_model: a preset name from ``m2restore.list_models()`` or an ``nn.Module``.
-        size: square input side in pixels.
-        device: 'cpu', 'cuda' or 'cuda:N'.
-        repeats: timed steps; the latency is their median.
-        batch: images per step.
-        warmup: untimed steps before timing (the FLOP-counting step comes first in addition).
-        backward: time forward + backward instead of an inference forward.
-        **overrides: config fields of the preset, e.g. ``dim=32``.
-
-    Returns:
-        A flat dict (one table row): model, device, size, batch, mode, params_trainable, params_frozen, flops,
-        gflops_per_image, latency_ms, latency_ms_min, peak_mem_mb, mem_method, threads, torch.
-    """
+def _prepare(
+    name_or_model: str | nn.Module, size: int, device: str, batch: int, backward: bool, overrides: dict[str, Any],
+) -> tuple[str, nn.Module, Callable[[], None], torch.Tensor]:
+    """Build (or take) the model, move it to ``device``; return its name, the model, one step and its input."""
     name, model = _resolve(name_or_model, overrides)
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -129,6 +117,37 @@ def profile_model(
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 
+    return name, model, step, x
+
+
+def _timed(step: Callable[[], None]) -> float:
+    t0 = time.perf_counter()
+    step()
+    return time.perf_counter() - t0
+
+
+def profile_model(
+    name_or_model: str | nn.Module, size: int = 256, device: str = "cpu", repeats: int = 5, batch: int = 1,
+    warmup: int = 1, backward: bool = False, **overrides: Any,
+) -> dict[str, Any]:
+    """Profile a registered preset (with config ``overrides``) or a model on a random (batch, 3, size, size) input.
+
+    Args:
+        name_or_model: a preset name from ``m2restore.list_models()`` or an ``nn.Module``.
+        size: square input side in pixels.
+        device: 'cpu', 'cuda' or 'cuda:N'.
+        repeats: timed steps; the latency is their median (0: no timing, latency fields are NaN).
+        batch: images per step.
+        warmup: untimed steps before timing (the FLOP-counting step comes first in addition).
+        backward: time forward + backward instead of an inference forward.
+        **overrides: config fields of the preset, e.g. ``dim=32``.
+
+    Returns:
+        A flat dict (one table row): model, device, size, batch, mode, params_trainable, params_frozen, flops,
+        gflops_per_image, latency_ms, latency_ms_min, peak_mem_mb, mem_method, threads, torch.
+    """
+    name, model, step, x = _prepare(name_or_model, size, device, batch, backward, overrides)
+    dev = torch.device(device)
     with flop_counter() as counter:
         step()
     flops = counter.get_total_flops()
@@ -143,13 +162,11 @@ def profile_model(
             step()
         peak, mem_method = static + tracker.peak, "live tensor storages (dispatch mode)"
 
-    for _ in range(warmup):
-        step()
     times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
+    if repeats:
+        for _ in range(warmup):
+            step()
+        times = [_timed(step) for _ in range(repeats)]
 
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
@@ -163,6 +180,48 @@ def profile_model(
         "repeats": repeats, "peak_mem_mb": peak / MB, "mem_method": mem_method,
         "threads": torch.get_num_threads(), "torch": torch.__version__,
     }
+
+
+def compare_latency(
+    models: Sequence[str | nn.Module], size: int = 256, device: str = "cpu", rounds: int = 7, batch: int = 1,
+    warmup: int = 1, backward: bool = False, reference: str | None = None,
+) -> dict[str, dict[str, float]]:
+    """Latencies of several models timed side by side: one step of each per round, in a rotating order.
+
+    Timing one model after another lets a change in machine load (another process starting) land on one model
+    only; interleaving spreads it over all of them, and a per-round ratio cancels what the round shares.
+
+    Args:
+        models: preset names or modules (all kept in memory at once).
+        size, device, batch, backward: as in :func:`profile_model`.
+        rounds: timed steps per model.
+        warmup: untimed steps per model before the first round.
+        reference: a model name; each model's ``ratio`` is the median over rounds of its time over the
+            reference's time in the same round.
+
+    Returns:
+        ``{name: {"latency_ms": median, "latency_ms_min": min, "ratio": median per-round ratio (NaN without a
+        reference), "rounds": rounds}}``.
+    """
+    prepared = [_prepare(m, size, device, batch, backward, {}) for m in models]
+    names = [p[0] for p in prepared]
+    if reference is not None and reference not in names:
+        raise ValueError(f"compare_latency: reference '{reference}' is not among the models {names}")
+    for _, _, step, _ in prepared:
+        for _ in range(warmup):
+            step()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        k = r % len(prepared)
+        for name, _, step, _ in prepared[k:] + prepared[:k]:  # rotate who goes first
+            times[name].append(_timed(step))
+    out = {}
+    for name in names:
+        ratio = (statistics.median(t / ref for t, ref in zip(times[name], times[reference]))
+                 if reference is not None else float("nan"))
+        out[name] = {"latency_ms": statistics.median(times[name]) * 1e3,
+                     "latency_ms_min": min(times[name]) * 1e3, "ratio": ratio, "rounds": rounds}
+    return out
 
 
 def format_row(row: dict[str, Any]) -> str:
