@@ -20,42 +20,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import platform
 import sys
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from m2restore.eval.profile import compare_latency, profile_model
+from m2restore.eval.profile import markdown_table, profile_many
 from m2restore.registry import list_models
-
-COLUMNS = [  # (key, Markdown header, format)
-    ("model", "model", "{}"),
-    ("params_trainable", "trainable params", "{:,}"),
-    ("params_frozen", "frozen params", "{:,}"),
-    ("gflops_per_image", "GFLOPs / image", "{:.2f}"),
-    ("latency_ms", "latency ms (median)", "{:.1f}"),
-    ("latency_ms_min", "latency ms (min)", "{:.1f}"),
-    ("latency_ratio", "latency / reference", "{:.2f}"),
-    ("peak_mem_mb", "peak MiB", "{:.1f}"),
-]
-
-
-def markdown_table(rows: list[dict[str, Any]], title: str) -> str:
-    """Markdown table of profile rows, with a protocol line under the title."""
-    r0 = rows[0]
-    lines = [
-        f"# {title}", "",
-        (f"Input {r0['batch']}x3x{r0['size']}x{r0['size']}, {r0['mode']}, device {r0['device']} "
-         f"({platform.processor() or platform.machine()}, {r0['threads']} threads), torch {r0['torch']}, "
-         f"median of {r0['repeats']} interleaved rounds, ratio to {r0['reference']} per round. Peak memory: {r0['mem_method']}. FLOPs: torch.utils.flop_counter "
-         "(matmul/conv/attention, 2 per multiply-add)."), "",
-        "| " + " | ".join(h for _, h, _ in COLUMNS) + " |",
-        "|" + "|".join("---" if k == "model" else "---:" for k, _, _ in COLUMNS) + "|",
-    ]
-    lines += ["| " + " | ".join(f.format(r[k]) for k, _, f in COLUMNS) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,16 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.reference not in names:
         names.append(args.reference)
-    rows = []
-    for name in names:  # parameters, FLOPs, memory (no timing)
-        rows.append(profile_model(name, size=args.size, device=args.device, repeats=0, batch=args.batch,
-                                  backward=args.backward))
-    timing = compare_latency(names, size=args.size, device=args.device, rounds=args.repeats, batch=args.batch,
-                             backward=args.backward, reference=args.reference)
+    rows = profile_many(names, size=args.size, device=args.device, rounds=args.repeats, batch=args.batch,
+                        backward=args.backward, reference=args.reference)
     for row in rows:
-        t = timing[row["model"]]
-        row.update(latency_ms=t["latency_ms"], latency_ms_min=t["latency_ms_min"], latency_ratio=t["ratio"],
-                   repeats=args.repeats, reference=args.reference)
         print(f"{row['model']:<26} {row['params_trainable']:>12,} trainable  {row['gflops_per_image']:8.2f} GFLOPs  "
               f"{row['latency_ms']:9.1f} ms  x{row['latency_ratio']:.2f} {args.reference}  "
               f"{row['peak_mem_mb']:8.1f} MiB", flush=True)

@@ -47,7 +47,7 @@ from IPython.display import display
 from torch import nn
 
 import m2restore
-from m2restore.eval.profile import flop_counter, profile_model
+from m2restore.eval.profile import flop_counter, profile_many
 from m2restore.models.base import count_parameters
 
 ROOT = Path(m2restore.__file__).resolve().parents[1]
@@ -225,27 +225,25 @@ breakdown.round(3)
 # %% [markdown]
 # ## 4 · Cost: FLOPs, latency, peak memory
 #
-# `m2restore.eval.profile.profile_model` runs each model on one random $(1, 3, S, S)$ image with $S$ =
-# `profile_size` and reports (see its docstring for the details):
+# `m2restore.eval.profile.profile_many` runs each model on one random $(1, 3, S, S)$ image with $S$ =
+# `profile_size` and reports (see the module docstring for the details):
 #
 # - **FLOPs** from `torch.utils.flop_counter` (2 per multiply-add of matmuls, convolutions and attention). The
 #   selective scan is a loop of element-wise products and sums, which the counter does not see: for M2Restore the
 #   figure is a lower bound. M2Restore's CLIP prior runs inside `forward`, so its FLOPs and time are included.
-# - **latency**: median wall time of `repeats` runs after a warm-up (on a shared machine, compare within one table).
+# - **latency**: median wall time of `repeats` rounds after a warm-up. Every round times one run of *each* model, in
+#   a rotating order, and the ratio column is the median of the per-round ratios to AdaIR: another process that
+#   starts halfway slows all models alike instead of whichever was being timed.
 # - **peak memory**: `torch.cuda.max_memory_allocated` on CUDA; on CPU the peak of live tensor storages.
 
 # %%
-cost = []
-for name in compare:
-    row = profile_model(name, size=profile_size, device=device, repeats=repeats, backward=backward)
-    cost.append(row)
-    print(f"{name:>24}: {row['gflops_per_image']:7.2f} GFLOPs, {row['latency_ms']:8.1f} ms, "
-          f"{row['peak_mem_mb']:7.1f} MiB")
+reference = next((n for n in compare if n.startswith("adair")), compare[0])
+cost = profile_many(compare, size=profile_size, device=device, rounds=repeats, backward=backward, reference=reference)
 cost = pd.DataFrame(cost).set_index("model")
 table = cost[["params_trainable", "params_frozen", "gflops_per_image", "latency_ms", "peak_mem_mb"]].copy()
-reference = next((n for n in table.index if n.startswith("adair")), table.index[0])
-for col in ("gflops_per_image", "latency_ms", "peak_mem_mb"):
+for col in ("gflops_per_image", "peak_mem_mb"):
     table[f"{col} / {reference}"] = table[col] / table.loc[reference, col]
+table[f"latency_ms / {reference}"] = cost["latency_ratio"]  # median of per-round ratios
 table.to_csv(out_dir / f"cost_{device}_{profile_size}px.csv")
 print(f"{cost['mode'].iloc[0]} at {profile_size}x{profile_size}, {device}, {cost['threads'].iloc[0]} threads; "
       f"memory: {cost['mem_method'].iloc[0]}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import time
 from pathlib import Path
 
@@ -67,9 +68,19 @@ def test_cli_profile_prints_summary_and_json(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "promptir_tiny" in text and "trainable" in text and "GFLOPs" in text and out.is_file()
     assert main(["--model", "nope"]) == 2
-    assert "Registered models" in capsys.readouterr().err
+    assert "registered:" in capsys.readouterr().err
     assert main(["--model", "adair_tiny", "--set", "dim=abc"]) == 2
     assert "expected an integer" in capsys.readouterr().err
+
+
+def test_cli_profile_several_models_prints_one_table_with_ratios(tmp_path, capsys):
+    out = tmp_path / "rows.json"
+    assert main(["--model", "promptir_tiny", "adair_tiny", "--size", "24", "--repeats", "2", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "| promptir_tiny |" in text and "| adair_tiny |" in text and "ratio to adair_tiny" in text
+    rows = json.loads(out.read_text())
+    assert [r["model"] for r in rows] == ["promptir_tiny", "adair_tiny"] and rows[1]["latency_ratio"] == 1.0
+    assert main(["--model", "promptir_tiny", "adair_tiny", "--set", "dim=8"]) == 2
 
 
 def test_benchmark_script_writes_csv_and_markdown(tmp_path):

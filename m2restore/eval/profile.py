@@ -7,7 +7,8 @@ Python API::
     row = profile_model(my_model, size=256, device="cuda", backward=True)  # any nn.Module taking (B, 3, H, W)
     compare_latency(["m2restore", "adair"], size=256, rounds=7, reference="adair")  # side by side, interleaved
 
-Command line: ``m2restore profile --model NAME [--size 256] [--device cpu] [--set dim=32] [--backward]``.
+Command line: ``m2restore profile --model NAME [--size 256] [--device cpu] [--set dim=32] [--backward]``, or
+``m2restore profile --model m2restore adair promptir --reference adair`` for one table timed side by side.
 
 What each number means:
 
@@ -224,6 +225,55 @@ def compare_latency(
     return out
 
 
+def profile_many(
+    models: Sequence[str | nn.Module], size: int = 256, device: str = "cpu", rounds: int = 5, batch: int = 1,
+    backward: bool = False, reference: str | None = None,
+) -> list[dict[str, Any]]:
+    """One row per model: :func:`profile_model`'s costs, latencies from :func:`compare_latency` (interleaved).
+
+    Each row gains ``latency_ratio`` (median per-round ratio to ``reference``; NaN without one) and ``reference``.
+    """
+    rows = [profile_model(m, size=size, device=device, repeats=0, batch=batch, backward=backward) for m in models]
+    timing = compare_latency(models, size=size, device=device, rounds=rounds, batch=batch, backward=backward,
+                             reference=reference)
+    for row in rows:
+        t = timing[row["model"]]
+        row.update(latency_ms=t["latency_ms"], latency_ms_min=t["latency_ms_min"], latency_ratio=t["ratio"],
+                   repeats=rounds, reference=reference or "")
+    return rows
+
+
+TABLE_COLUMNS = [  # (key, Markdown header, format)
+    ("model", "model", "{}"),
+    ("params_trainable", "trainable params", "{:,}"),
+    ("params_frozen", "frozen params", "{:,}"),
+    ("gflops_per_image", "GFLOPs / image", "{:.2f}"),
+    ("latency_ms", "latency ms (median)", "{:.1f}"),
+    ("latency_ms_min", "latency ms (min)", "{:.1f}"),
+    ("latency_ratio", "latency / reference", "{:.2f}"),
+    ("peak_mem_mb", "peak MiB", "{:.1f}"),
+]
+
+
+def markdown_table(rows: list[dict[str, Any]], title: str) -> str:
+    """Markdown table of :func:`profile_many` rows, with a protocol line under the title."""
+    import platform
+
+    r0 = rows[0]
+    ratio = f", ratio to {r0['reference']} per round" if r0.get("reference") else ""
+    lines = [
+        f"# {title}", "",
+        (f"Input {r0['batch']}x3x{r0['size']}x{r0['size']}, {r0['mode']}, device {r0['device']} "
+         f"({platform.processor() or platform.machine()}, {r0['threads']} threads), torch {r0['torch']}, "
+         f"median of {r0['repeats']} interleaved rounds{ratio}. Peak memory: {r0['mem_method']}. FLOPs: "
+         "torch.utils.flop_counter (matmul/conv/attention, 2 per multiply-add)."), "",
+        "| " + " | ".join(h for _, h, _ in TABLE_COLUMNS) + " |",
+        "|" + "|".join("---" if k == "model" else "---:" for k, _, _ in TABLE_COLUMNS) + "|",
+    ]
+    lines += ["| " + " | ".join(f.format(r[k]) for k, _, f in TABLE_COLUMNS) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
 def format_row(row: dict[str, Any]) -> str:
     """Human-readable multi-line summary of one ``profile_model`` result."""
     return "\n".join([
@@ -239,31 +289,49 @@ def format_row(row: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``m2restore profile``."""
     parser = argparse.ArgumentParser(prog="m2restore profile", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", "--preset", dest="model", required=True, help="registered preset name")
+    parser.add_argument("--model", "--preset", dest="model", nargs="+", required=True,
+                        help="registered preset name(s); several give one table timed side by side")
+    parser.add_argument("--reference", help="with several models: latency ratios to this one (default: the last)")
     parser.add_argument("--size", type=int, default=256, help="square input side (default 256)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs; the median is reported")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs (rounds); the median is reported")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--backward", action="store_true", help="time forward + backward")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override, e.g. --set dim=32 (a leading 'model.' is accepted)")
+                        help="config override of a single model, e.g. --set dim=32 (a leading 'model.' is accepted)")
     parser.add_argument("--json", metavar="PATH", help="also write the result as JSON")
     args = parser.parse_args(argv)
 
     from ..config import ConfigError, apply_overrides
-    from ..registry import build_from_config, get_config
+    from ..registry import build_from_config, get_config, list_models
 
-    try:
-        sets = [s.removeprefix("model.") for s in args.overrides]
-        model = build_from_config(args.model, apply_overrides(get_config(args.model), sets))
-    except ConfigError as e:
-        print(f"m2restore profile: {e}", file=sys.stderr)
+    unknown = [m for m in args.model if m not in list_models()]
+    if unknown:
+        print(f"m2restore profile: unknown model(s) {unknown}; registered: {', '.join(list_models())}",
+              file=sys.stderr)
         return 2
-    row = profile_model(model, size=args.size, device=args.device, repeats=args.repeats, batch=args.batch,
-                        warmup=args.warmup, backward=args.backward)
-    print(format_row(row))
+    if len(args.model) > 1:
+        if args.overrides:
+            print("m2restore profile: --set applies to a single --model", file=sys.stderr)
+            return 2
+        reference = args.reference or args.model[-1]
+        names = args.model if reference in args.model else [*args.model, reference]
+        rows = profile_many(names, size=args.size, device=args.device, rounds=args.repeats, batch=args.batch,
+                            backward=args.backward, reference=reference)
+        print(markdown_table(rows, f"Model cost, {args.size}x{args.size} px, {args.device}"))
+        result: Any = rows
+    else:
+        try:
+            sets = [s.removeprefix("model.") for s in args.overrides]
+            model = build_from_config(args.model[0], apply_overrides(get_config(args.model[0]), sets))
+        except ConfigError as e:
+            print(f"m2restore profile: {e}", file=sys.stderr)
+            return 2
+        result = profile_model(model, size=args.size, device=args.device, repeats=args.repeats, batch=args.batch,
+                               warmup=args.warmup, backward=args.backward)
+        print(format_row(result))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(row, f, indent=2)
+            json.dump(result, f, indent=2)
     return 0
