@@ -47,7 +47,6 @@ kinds = ["haze", "rain", "snow", "low_haze_rain"]
 
 # %%
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -55,26 +54,15 @@ import pandas as pd
 import seaborn as sns
 import torch
 from IPython.display import display
-from PIL import Image
 
 import m2restore
 from m2restore.models.base import count_parameters
+from m2restore.notebook import centre_square, resolve_data, resolve_prior, setup
 
-ROOT = Path(m2restore.__file__).resolve().parents[1]  # the checkout (editable install)
-NAME = "00_overview"
-if out_dir:
-    out_dir = Path(out_dir)
-elif (ROOT / "notebooks").is_dir():
-    out_dir = ROOT / "notebooks" / "_outputs" / NAME
-else:
-    out_dir = Path("_outputs") / NAME
-out_dir.mkdir(parents=True, exist_ok=True)
-if device == "cuda" and not torch.cuda.is_available():
-    raise RuntimeError("device='cuda' but CUDA is not available here. Fix: run with device='cpu'.")
+out_dir = setup("00_overview", out_dir, device, seed)  # output folder, device check, torch seed
 if smoke:
     budget_steps, photo_px, tile, overlap, kinds = 2, 64, 48, 16, kinds[:1]
 sns.set_theme(style="white", context="notebook")
-torch.manual_seed(seed)
 print(f"m2restore {m2restore.__version__}, torch {torch.__version__}, device {device}, out_dir {out_dir}")
 
 # %% [markdown]
@@ -169,28 +157,8 @@ print(f"m2restore_tiny with 4 experts, top-1 routing and a bidirectional scan: {
 # for `prior_minutes` (smoke mode keeps the untrained prior: the code path is the same, the routing is meaningless).
 
 # %%
-from m2restore.bench.demo import train_tiny_prior
-from m2restore.data import make_mini_cdd11
-
-demo_data = ROOT / "data" / "mini-cdd11"
-if data_root:
-    root = Path(data_root)
-elif not smoke and (demo_data / "mini_info.json").is_file():
-    root = demo_data  # built by `make demo`
-else:
-    root = make_mini_cdd11(out_dir / "mini-cdd11", **({"size": 64, "n_train": 2, "n_test": 1} if smoke else {}))
-
-demo_prior = ROOT / "data" / "clip-prior-tiny" / "prior.pt"
-if prior_checkpoint:
-    prior_path = Path(prior_checkpoint)
-elif demo_prior.is_file():
-    prior_path = demo_prior
-elif smoke:
-    prior_path = None
-else:
-    prior_path, summary = train_tiny_prior(root, out_dir / "clip-prior", prior_minutes, torch.get_num_threads())
-    print(f"trained the tiny CLIP prior: {summary.get('steps')} steps, test accuracy "
-          f"{summary.get('eval', {}).get('accuracy', float('nan')):.1%}")
+root = resolve_data(data_root, out_dir, smoke)  # data_root, else `make demo`'s, else built here
+prior_path = resolve_prior(prior_checkpoint, root, out_dir, smoke, prior_minutes)  # None: untrained (smoke)
 prior_overrides = {"prior_checkpoint": str(prior_path)} if prior_path is not None else {}
 print(f"data: {root}\nprior: {prior_path or 'untrained tiny CLIP (smoke mode)'}")
 
@@ -239,19 +207,11 @@ from m2restore.eval.metrics import MetricSet
 from m2restore.infer import tiled_forward
 
 
-def square(photo: np.ndarray, side: int) -> np.ndarray:
-    """Centre square crop resized to ``side`` px, float32 RGB in [0, 1] rounded to 8-bit levels."""
-    h, w = photo.shape[:2]
-    s = min(h, w)
-    crop = photo[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
-    return np.asarray(Image.fromarray(crop).resize((side, side), Image.LANCZOS), dtype=np.float32) / 255.0
-
-
 def to_tensor(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(img).permute(2, 0, 1)[None].contiguous()  # (1, 3, H, W)
 
 
-clean = square(skdata.chelsea(), photo_px)
+clean = centre_square(skdata.chelsea() / 255.0, photo_px)
 metrics = MetricSet(["psnr", "ssim"], spaces=("rgb",))
 results, t0 = [], time.perf_counter()
 for kind in kinds:

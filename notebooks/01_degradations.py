@@ -44,35 +44,21 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
-from PIL import Image
 
-import m2restore
 from m2restore.data import degrade as dg
 from m2restore.data import list_images, make_mini_cdd11, read_image, realism
 from m2restore.data.degrade import ALLWEATHER_TYPES, CDD11_TYPES, components_of, degrade
+from m2restore.notebook import centre_square, setup, shared_data
 
-ROOT = Path(m2restore.__file__).resolve().parents[1]  # the checkout (editable install)
+out_dir = setup("01_degradations", out_dir, seed=seed)  # output folder (notebooks/_outputs/01_degradations)
 photo_px = size if smoke else 2 * size  # side of the demonstration photograph
 n_test = 4 if smoke else 8  # clean crops of the mini CDD-11 test set (x 11 types)
 pair_seeds = range(1 if smoke else 4)  # synthesis seeds per real pair
 speed_size, speed_repeats = (128, 1) if smoke else (256, 5)
 
-if out_dir:
-    out_dir = Path(out_dir)
-elif (ROOT / "notebooks").is_dir():
-    out_dir = ROOT / "notebooks" / "_outputs" / "01_degradations"
-else:
-    out_dir = Path("_outputs/01_degradations")
-out_dir.mkdir(parents=True, exist_ok=True)
-
-if real_pairs_dir:
-    real_pairs_dir = Path(real_pairs_dir)
-else:  # ../../shared/data/real_pairs seen from notebooks/, i.e. shared/ beside the checkout
-    candidates = [Path("../../shared/data/real_pairs"), ROOT.parent / "shared" / "data" / "real_pairs"]
-    real_pairs_dir = next((p for p in candidates if p.is_dir()), None)
-if real_pairs_dir is not None and not Path(real_pairs_dir).is_dir():
-    raise FileNotFoundError(f"real_pairs_dir={str(real_pairs_dir)!r} is not a folder. Fix: pass the folder that "
-                            "holds <category>/<source>/{input,target}, or leave it empty to auto-detect.")
+# real_pairs_dir, else shared/data/real_pairs beside the checkout (../../shared/data from notebooks/), else None
+real_pairs_dir = shared_data("real_pairs", real_pairs_dir, hint="pass the folder that holds "
+                             "<category>/<source>/{input,target}, or leave it empty to auto-detect")
 
 sns.set_theme(style="white", context="notebook")
 print(f"photograph {photo_px} px, mini CDD-11 test crops {n_test} x {size} px, out_dir {out_dir}")
@@ -96,15 +82,6 @@ def show_row(
     return fig
 
 
-def square(photo: np.ndarray, side: int) -> np.ndarray:
-    """Centre square crop resized to ``side`` px (Lanczos), as float32 RGB in [0, 1]."""
-    h, w = photo.shape[:2]
-    s = min(h, w)
-    crop = photo[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
-    img = Image.fromarray((np.clip(crop, 0, 1) * 255 + 0.5).astype(np.uint8)).resize((side, side), Image.LANCZOS)
-    return np.asarray(img, dtype=np.float32) / 255.0
-
-
 # %% [markdown]
 # ## 1 · One clean photograph $J$
 #
@@ -120,12 +97,12 @@ if clean_dir:
     if not files:
         raise FileNotFoundError(f"clean_dir={clean_dir!r} holds no images. Fix: point it at a folder of photographs.")
     source = files[np.random.default_rng(seed).integers(len(files))]
-    clean = square(read_image(source), photo_px)
+    clean = centre_square(read_image(source), photo_px)
 else:
     from skimage import data as skdata
 
     source = "skimage.data.rocket()"
-    clean = square(skdata.rocket().astype(np.float32) / 255.0, photo_px)
+    clean = centre_square(skdata.rocket().astype(np.float32) / 255.0, photo_px)
 scale = photo_px / 256
 print(f"J: {source}, {clean.shape}, mean {clean.mean():.3f}, scale {scale:.2f}")
 show_row([clean], ["clean J"], size_in=3.2);

@@ -43,7 +43,6 @@ import json
 import math
 import time
 from functools import partial
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -53,23 +52,14 @@ import torch.nn.functional as F
 from einops import rearrange
 from matplotlib.ticker import NullLocator
 
-import m2restore
+from m2restore.notebook import ROOT, setup
 from m2restore.ops import Mamba, scan_backend, selective_scan, selective_scan_ref, selective_scan_torch
 
-ROOT = Path(m2restore.__file__).resolve().parents[1]  # the checkout (editable install)
+out_dir = setup("02_selective_scan", out_dir, device, seed)  # output folder, device check, torch seed
 device = torch.device(device)
-torch.manual_seed(seed)
 if smoke:
     speed_channels, max_length, speed_repeats = 16, 256, 1
 lengths = [2**k for k in range(6 if smoke else 7, int(math.log2(max_length)) + 1)]  # sequence lengths to time
-
-if out_dir:
-    out_dir = Path(out_dir)
-elif (ROOT / "notebooks").is_dir():
-    out_dir = ROOT / "notebooks" / "_outputs" / "02_selective_scan"
-else:
-    out_dir = Path("_outputs/02_selective_scan")
-out_dir.mkdir(parents=True, exist_ok=True)
 
 sns.set_theme(style="whitegrid", context="notebook")
 print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} thread(s), out_dir {out_dir}")

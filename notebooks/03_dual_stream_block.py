@@ -49,10 +49,8 @@ import seaborn as sns
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from PIL import Image
 from torch import nn
 
-import m2restore
 from m2restore import build_model
 from m2restore.data import list_images, read_image
 from m2restore.data.degrade import degrade
@@ -66,34 +64,15 @@ from m2restore.models.mamba_cnn import (
     sobel_magnitude,
     to_sequences,
 )
+from m2restore.notebook import centre_square, setup, shared_data
 
-ROOT = Path(m2restore.__file__).resolve().parents[1]  # the checkout (editable install)
+out_dir = setup("03_dual_stream_block", out_dir, device, seed)  # output folder, device check, torch seed
 device = torch.device(device)
-torch.manual_seed(seed)
 if smoke:
     size, toy_steps, toy_crop = 64, 3, 32
 toy_batch, toy_pool = (2, 4) if smoke else (8, 48)  # crops per step, training crops in the pool
-
-if out_dir:
-    out_dir = Path(out_dir)
-elif (ROOT / "notebooks").is_dir():
-    out_dir = ROOT / "notebooks" / "_outputs" / "03_dual_stream_block"
-else:
-    out_dir = Path("_outputs/03_dual_stream_block")
-out_dir.mkdir(parents=True, exist_ok=True)
-
-
-def find_shared(given: str, name: str) -> Path | None:
-    """``given`` if set, else ``shared/data/<name>`` beside the checkout (../../shared/data from notebooks/)."""
-    if given:
-        if not Path(given).is_dir():
-            raise FileNotFoundError(f"{name}_dir={given!r} is not a folder. Fix: pass a folder, or leave it empty.")
-        return Path(given)
-    candidates = [Path("../../shared/data") / name, ROOT.parent / "shared" / "data" / name]
-    return next((p for p in candidates if p.is_dir()), None)
-
-
-clean_dir, real_pairs_dir = find_shared(clean_dir, "clean"), find_shared(real_pairs_dir, "real_pairs")
+# the folders given, else shared/data/{clean,real_pairs} beside the checkout (../../shared/data from notebooks/)
+clean_dir, real_pairs_dir = shared_data("clean", clean_dir), shared_data("real_pairs", real_pairs_dir)
 sns.set_theme(style="white", context="notebook")
 print(f"device {device}, image size {size}, toy experiment {toy_steps} steps on {toy_crop}px crops, out_dir {out_dir}")
 print(f"clean photos: {clean_dir or 'scikit-image photographs'}; real pairs: {real_pairs_dir or 'not found'}")
@@ -237,15 +216,6 @@ fig.savefig(out_dir / "receptive_fields.png", dpi=80, bbox_inches="tight")
 # max (thin streaks survive). From scratch, with `F.conv2d`, against `sobel_magnitude` and `edge_map`:
 
 # %%
-def square(photo: np.ndarray, side: int) -> np.ndarray:
-    """Centre square crop resized to ``side`` px (Lanczos), float32 RGB in [0, 1]."""
-    hh, ww = photo.shape[:2]
-    s = min(hh, ww)
-    crop = photo[(hh - s) // 2:(hh - s) // 2 + s, (ww - s) // 2:(ww - s) // 2 + s]
-    img = Image.fromarray((np.clip(crop, 0, 1) * 255 + 0.5).astype(np.uint8)).resize((side, side), Image.LANCZOS)
-    return np.asarray(img, dtype=np.float32) / 255.0
-
-
 def to_tensor(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(img).permute(2, 0, 1)[None].float()  # (1, 3, H, W)
 
@@ -261,7 +231,7 @@ def sobel_from_scratch(image: torch.Tensor) -> torch.Tensor:
 
 
 photos = clean_photos(str(clean_dir) if clean_dir else None, seed)
-demo = square(photos["test"][0][1](), size)
+demo = centre_square(photos["test"][0][1](), size)
 x_demo = to_tensor(demo)
 ours, pkg = sobel_from_scratch(x_demo), sobel_magnitude(x_demo)
 print(f"Sobel from scratch vs sobel_magnitude: max |diff| = {(ours - pkg).abs().max():.1e}")
@@ -291,13 +261,13 @@ def real_pairs(root: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
             continue
         inp = list_images(folder / "input")[0]
         tgt = next(p for p in list_images(folder / "target") if p.stem == inp.stem)
-        out.append((f"{category} ({source})", square(read_image(inp), size), square(read_image(tgt), size)))
+        out.append((f"{category} ({source})", *(centre_square(read_image(f), size) for f in (inp, tgt))))
     return out
 
 
 pairs = real_pairs(real_pairs_dir) if real_pairs_dir is not None else []
 if not pairs:  # synthetic stand-ins on a bundled photograph
-    base = square(photos["train"][0][1](), size)
+    base = centre_square(photos["train"][0][1](), size)
     pairs = [(f"{k} (synthetic)", degrade(base, k, seed, scale=size / 256), base)
              for k in ("rain", "haze", "snow", "low")]
 images = torch.cat([to_tensor(d) for _, d, _ in pairs])  # (P, 3, S, S) degraded
@@ -407,7 +377,7 @@ def rain_crops(split: str, n: int, rng: np.random.Generator) -> tuple[torch.Tens
     for i in range(n):
         pic = pics[i % len(pics)]
         y0, x0 = rng.integers(0, pic.shape[0] - 2 * toy_crop), rng.integers(0, pic.shape[1] - 2 * toy_crop)
-        c = square(pic[y0:y0 + 2 * toy_crop, x0:x0 + 2 * toy_crop], toy_crop)  # 2x downscaled crop
+        c = centre_square(pic[y0:y0 + 2 * toy_crop, x0:x0 + 2 * toy_crop], toy_crop)  # 2x downscaled crop
         clean.append(to_tensor(c))
         rainy.append(to_tensor(degrade(c, "rain", seed * 10_000 + i, scale=0.5)))
     return torch.cat(rainy), torch.cat(clean)

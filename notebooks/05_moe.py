@@ -52,25 +52,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import m2restore
 from m2restore import build_model
 from m2restore.data import list_images, make_mini_cdd11, read_image
 from m2restore.data.degrade import CDD11_TYPES
 from m2restore.models.moe import CLIPGuidedMoE, TaskPromptGenerator, cv_squared
+from m2restore.notebook import setup
 from m2restore.train import train
 
-ROOT = Path(m2restore.__file__).resolve().parents[1]  # the checkout (editable install)
-torch.manual_seed(seed)
+out_dir = setup("05_moe", out_dir, device, seed)  # output folder, device check, torch seed
 if smoke:
     size, n_train, n_test, train_steps, batch_size = 48, 2, 1, 3, 2
-
-if out_dir:
-    out_dir = Path(out_dir)
-elif (ROOT / "notebooks").is_dir():
-    out_dir = ROOT / "notebooks" / "_outputs" / "05_moe"
-else:
-    out_dir = Path("_outputs/05_moe")
-out_dir.mkdir(parents=True, exist_ok=True)
 overrides = {"prior_checkpoint": prior_checkpoint} if prior_checkpoint else {}
 
 sns.set_theme(style="white", context="notebook")

@@ -37,7 +37,6 @@ scaling_sizes = [64, 128, 256]
 
 # %%
 import dataclasses
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -49,25 +48,15 @@ from torch import nn
 import m2restore
 from m2restore.eval.profile import flop_counter, profile_many
 from m2restore.models.base import count_parameters
+from m2restore.notebook import setup
 
-ROOT = Path(m2restore.__file__).resolve().parents[1]
-NAME = "06_full_model"
-if out_dir:
-    out_dir = Path(out_dir)
-elif (ROOT / "notebooks").is_dir():
-    out_dir = ROOT / "notebooks" / "_outputs" / NAME
-else:
-    out_dir = Path("_outputs") / NAME
-out_dir.mkdir(parents=True, exist_ok=True)
-if device.startswith("cuda") and not torch.cuda.is_available():
-    raise RuntimeError("device='cuda' but CUDA is not available here. Fix: run with device='cpu'.")
+out_dir = setup("06_full_model", out_dir, device, seed)  # output folder, device check, torch seed
 presets = m2restore.list_models()
 if smoke:  # tiny presets only: the full-size ones take seconds each to build and to run on a CPU
     compare = [f"{n}_tiny" for n in compare]
     presets = [n for n in presets if n.endswith("_tiny")]
     profile_size, repeats, scaling_sizes = 64, 1, [32, 64]
 main_name = "m2restore_tiny" if smoke else "m2restore"
-torch.manual_seed(seed)
 sns.set_theme(style="whitegrid", context="notebook")
 print(f"presets {presets}\ncompare {compare} at {profile_size} px on {device}, {torch.get_num_threads()} threads")
 

@@ -43,7 +43,6 @@ resume_steps = 6
 import math
 import shutil
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -52,24 +51,14 @@ import seaborn as sns
 import torch
 from IPython.display import display
 
-import m2restore
 from m2restore.config import load_yaml
+from m2restore.notebook import resolve_data, resolve_prior, setup
 from m2restore.train import Callback, build_config, read_checkpoint, train
 from m2restore.train.cli import RECIPES, recipe_path
 from m2restore.train.config import resolve_schedule
 
-ROOT = Path(m2restore.__file__).resolve().parents[1]
-NAME = "07_training"
-if out_dir:
-    out_dir = Path(out_dir)
-elif (ROOT / "notebooks").is_dir():
-    out_dir = ROOT / "notebooks" / "_outputs" / NAME
-else:
-    out_dir = Path("_outputs") / NAME
-out_dir.mkdir(parents=True, exist_ok=True)
+out_dir = setup("07_training", out_dir, device, seed)  # output folder, device check, torch seed
 cuda = device.startswith("cuda")
-if cuda and not torch.cuda.is_available():
-    raise RuntimeError("device='cuda' but CUDA is not available here. Fix: run with device='cpu'.")
 model = model or ("m2restore" if cuda else "m2restore_tiny")
 recipe = recipe or ("m2restore" if cuda else "cpu-tiny")
 if smoke:
@@ -235,28 +224,9 @@ class StopAt(Callback):
 # crops need real data (`dataset="cdd11"`, `data_root=...`); on the 128-px mini crops the patch is capped.
 
 # %%
-from m2restore.bench.demo import train_tiny_prior
-from m2restore.data import make_mini_cdd11
-
-if data_root:
-    root = Path(data_root)
-elif dataset != "mini-cdd11":
-    raise ValueError(f"dataset '{dataset}' needs data_root. Fix: pass data_root=PATH, or use dataset='mini-cdd11'.")
-elif not smoke and (ROOT / "data" / "mini-cdd11" / "mini_info.json").is_file():
-    root = ROOT / "data" / "mini-cdd11"
-else:
-    root = make_mini_cdd11(out_dir / "mini-cdd11", **({"size": 64, "n_train": 2, "n_test": 1} if smoke else {}))
-
-cfg_model = m2restore.get_config(model)
-prior_path = None
-if getattr(cfg_model, "use_clip_prior", False) and getattr(cfg_model, "prior", "") == "tiny":
-    demo_prior = ROOT / "data" / "clip-prior-tiny" / "prior.pt"
-    if prior_checkpoint:
-        prior_path = Path(prior_checkpoint)
-    elif demo_prior.is_file():
-        prior_path = demo_prior
-    elif not smoke:
-        prior_path, _ = train_tiny_prior(root, out_dir / "clip-prior", prior_minutes, torch.get_num_threads())
+root = resolve_data(data_root, out_dir, smoke, dataset)  # data_root, else `make demo`'s, else built here
+# prior_checkpoint, else `make demo`'s, else trained here (None: the model has no tiny prior, or smoke mode)
+prior_path = resolve_prior(prior_checkpoint, root, out_dir, smoke, prior_minutes, model=model)
 overrides = {"prior_checkpoint": str(prior_path)} if prior_path is not None else {}
 
 data = {"dataset": dataset, "root": str(root)}

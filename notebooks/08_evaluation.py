@@ -44,7 +44,6 @@ tile = 0
 
 # %%
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -54,26 +53,15 @@ import torch
 from IPython.display import display
 from torch import nn
 
-import m2restore
 from m2restore.data import build_dataset
 from m2restore.eval import evaluate
 from m2restore.eval.metrics import MetricSet, prepare, psnr, rgb_to_y, ssim
+from m2restore.notebook import resolve_data, resolve_prior, setup
 
-ROOT = Path(m2restore.__file__).resolve().parents[1]
-NAME = "08_evaluation"
-if out_dir:
-    out_dir = Path(out_dir)
-elif (ROOT / "notebooks").is_dir():
-    out_dir = ROOT / "notebooks" / "_outputs" / NAME
-else:
-    out_dir = Path("_outputs") / NAME
-out_dir.mkdir(parents=True, exist_ok=True)
-if device.startswith("cuda") and not torch.cuda.is_available():
-    raise RuntimeError("device='cuda' but CUDA is not available here. Fix: run with device='cpu'.")
+out_dir = setup("08_evaluation", out_dir, device, seed)  # output folder, device check, torch seed
 if smoke:
     budget_steps = 2
 sns.set_theme(style="whitegrid", context="notebook")
-torch.manual_seed(seed)
 print(f"model {checkpoint or model}, dataset {dataset}, device {device}, out_dir {out_dir}")
 
 # %% [markdown]
@@ -109,16 +97,7 @@ metric_set = MetricSet(["psnr", "ssim"], crop_border=crop_border)
 # measured by a dozen lines of torch, by the package (pyiqa inside) and by scikit-image.
 
 # %%
-from m2restore.data import make_mini_cdd11
-
-if data_root:
-    root = Path(data_root)
-elif dataset != "mini-cdd11":
-    raise ValueError(f"dataset '{dataset}' needs data_root. Fix: pass data_root=PATH, or use dataset='mini-cdd11'.")
-elif not smoke and (ROOT / "data" / "mini-cdd11" / "mini_info.json").is_file():
-    root = ROOT / "data" / "mini-cdd11"
-else:
-    root = make_mini_cdd11(out_dir / "mini-cdd11", **({"size": 64, "n_train": 2, "n_test": 1} if smoke else {}))
+root = resolve_data(data_root, out_dir, smoke, dataset)  # data_root, else `make demo`'s, else built here
 test_set = build_dataset(dataset, root, "test", patch_size=None)
 pair = test_set[len(test_set) // 2]
 x_in, x_ref = pair["input"][None], pair["target"][None]  # (1, 3, H, W) degraded input and clean reference
@@ -208,7 +187,6 @@ spaces.round(2)
 # `make demo`'s, else one trained here for `prior_minutes` (smoke mode: the untrained prior).
 
 # %%
-from m2restore.bench.demo import train_tiny_prior
 from m2restore.train import load_model, train
 from m2restore.train.cli import recipe_path
 
@@ -216,17 +194,8 @@ if checkpoint:
     net, info = load_model(checkpoint, device=device)
     label = f"{info['model']} (checkpoint, step {info['step']})"
 else:
-    overrides = {}
-    cfg = m2restore.get_config(model)
-    if getattr(cfg, "use_clip_prior", False) and getattr(cfg, "prior", "") == "tiny":
-        demo_prior = ROOT / "data" / "clip-prior-tiny" / "prior.pt"
-        if prior_checkpoint:
-            overrides["prior_checkpoint"] = prior_checkpoint
-        elif demo_prior.is_file():
-            overrides["prior_checkpoint"] = str(demo_prior)
-        elif not smoke:
-            prior_path, _ = train_tiny_prior(root, out_dir / "clip-prior", prior_minutes, torch.get_num_threads())
-            overrides["prior_checkpoint"] = str(prior_path)
+    prior_path = resolve_prior(prior_checkpoint, root, out_dir, smoke, prior_minutes, model=model)
+    overrides = {"prior_checkpoint": str(prior_path)} if prior_path is not None else {}
     t0 = time.perf_counter()
     run = train(
         config_file=recipe_path("cpu-tiny"), model=model, model_overrides=overrides, seed=seed, resume="auto",

@@ -47,7 +47,6 @@ eval_limit = 0
 
 # %%
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -59,18 +58,9 @@ from IPython.display import display
 import m2restore
 from m2restore.models.base import count_parameters
 from m2restore.models.m2restore import M2Restore, make_prior
+from m2restore.notebook import resolve_data, resolve_prior, setup
 
-ROOT = Path(m2restore.__file__).resolve().parents[1]
-NAME = "11_ablations"
-if out_dir:
-    out_dir = Path(out_dir)
-elif (ROOT / "notebooks").is_dir():
-    out_dir = ROOT / "notebooks" / "_outputs" / NAME
-else:
-    out_dir = Path("_outputs") / NAME
-out_dir.mkdir(parents=True, exist_ok=True)
-if device.startswith("cuda") and not torch.cuda.is_available():
-    raise RuntimeError("device='cuda' but CUDA is not available here. Fix: run with device='cpu'.")
+out_dir = setup("11_ablations", out_dir, device, seed)  # output folder, device check, torch seed
 seeds = list(seeds) or [seed]
 
 # name -> (config overrides, what changes)
@@ -114,27 +104,10 @@ print(f"{len(variants)} variants x seeds {seeds}: {budget_steps} steps of batch 
 # the `no_clip_prior` row meaningless, so a full run should use a trained one.
 
 # %%
-from m2restore.bench.demo import train_tiny_prior
-from m2restore.data import build_dataset, make_mini_cdd11
+from m2restore.data import build_dataset
 
-if data_root:
-    root = Path(data_root)
-elif dataset != "mini-cdd11":
-    raise ValueError(f"dataset '{dataset}' needs data_root. Fix: pass data_root=PATH, or use dataset='mini-cdd11'.")
-elif not smoke and (ROOT / "data" / "mini-cdd11" / "mini_info.json").is_file():
-    root = ROOT / "data" / "mini-cdd11"
-else:
-    root = make_mini_cdd11(out_dir / "mini-cdd11", **({"size": 64, "n_train": 2, "n_test": 1} if smoke else {}))
-
-demo_prior = ROOT / "data" / "clip-prior-tiny" / "prior.pt"
-if prior_checkpoint:
-    prior_path = Path(prior_checkpoint)
-elif demo_prior.is_file():
-    prior_path = demo_prior
-elif smoke:
-    prior_path = None
-else:
-    prior_path, _ = train_tiny_prior(root, out_dir / "clip-prior", prior_minutes, torch.get_num_threads())
+root = resolve_data(data_root, out_dir, smoke, dataset)  # data_root, else `make demo`'s, else built here
+prior_path = resolve_prior(prior_checkpoint, root, out_dir, smoke, prior_minutes)  # None: untrained (smoke)
 prior_fields = {"prior_checkpoint": str(prior_path)} if prior_path is not None else {}
 shared_prior = make_prior(m2restore.get_config(base_model, **prior_fields))  # built once, lent to every variant
 with torch.no_grad():
