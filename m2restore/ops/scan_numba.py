@@ -1,21 +1,27 @@
-"""Compiled CPU selective scan (numba): the sequential recurrence, one channel per task.
+"""Compiled CPU selective scan (numba): the sequential recurrence, vectorised across channels.
 
-The whole scan of one channel (b, d) runs in a compiled loop with its N states in a small local array, so
-no (b, d, L, N) tensor is ever materialised: the forward costs about one ``exp`` pass over such a tensor.
-The backward recomputes each chunk of T steps from a checkpointed state into a T x N buffer that stays
-in L1, then runs the adjoint recurrence in reverse (the same equations as ``_ChunkedScanFn`` in
-``selective_scan.py``). Gradients that sum over channels (B, C) or over the batch (A) are accumulated per
-worker and added up afterwards, so workers never write to the same memory.
+One task scans a block of up to ``BLOCK`` channels of one batch element and one B/C group through time. Its
+states live in a small (N, channels) array, and every inner loop runs over the block's channels: contiguous,
+as long as the block, and free of horizontal sums except the two that B and C's gradients need (they are
+shared by the channels of a group). The kernels therefore read u, Δ and dy channel-last (b, L, d) and A as
+(N, d); they form Δ·u themselves and write y, du and dΔ straight into (b, d, L) through a (T, channels) tile
+per chunk. No (b, d, L, N) tensor is ever materialised: the forward costs less than one ``exp`` pass over
+such a tensor.
+
+The backward recomputes each chunk of T steps from a checkpointed state into (T, N, channels) buffers of
+the states and of exp(Δ_t A), then runs the adjoint recurrence backwards in time and reads every gradient
+off it in the same loop (the equations of ``_ChunkedScanFn`` in ``selective_scan.py``). Each task writes
+only its own memory: its channels of du and dΔ, its part of dA (per batch element) and of dB and dC (per
+channel block), which the caller sums, so results do not depend on the number of threads.
 
 float32 uses a vectorisable ``exp`` (Cody-Waite range reduction and the Cephes degree-6 polynomial,
-relative error < 2.5e-7, tested): ``math.exp`` compiles to a scalar libm call, which made the forward about
-3x slower here. float64 uses ``math.exp``. Only time-varying (b, G, N, L) B and C are handled here;
-everything else takes the PyTorch path. numba is optional: this module is imported only when it is
-installed (see ``selective_scan._numba_module``). Importing it selects numba's "workqueue" threading layer
-unless one was chosen (NUMBA_THREADING_LAYER): the OpenMP layer spins against PyTorch's own OpenMP pool
-and slowed both down 10x or more in our measurements. That layer must not be entered from two Python threads
-at once, so kernel launches are serialised by a lock. Kernels compile on first use (seconds) and are cached
-on disk.
+relative error < 2.5e-7, tested): ``math.exp`` compiles to a scalar libm call. float64 uses ``math.exp``.
+Only time-varying (b, G, N, L) B and C are handled here; everything else takes the PyTorch path. numba is
+optional: this module is imported only when it is installed (see ``selective_scan._numba_module``).
+Importing it selects numba's "workqueue" threading layer unless one was chosen (NUMBA_THREADING_LAYER):
+the OpenMP layer spins against PyTorch's own OpenMP pool and slowed both down 10x or more in our
+measurements. That layer must not be entered from two Python threads at once, so kernel launches are
+serialised by a lock. Kernels compile on first use (seconds) and are cached on disk.
 """
 
 from __future__ import annotations
@@ -27,28 +33,38 @@ import numba
 import numpy as np
 import torch
 from einops import rearrange
+from llvmlite import ir
 from numba import types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 from torch import Tensor
 
 if numba.config.THREADING_LAYER == "default":
     numba.config.THREADING_LAYER = "workqueue"
 _LAUNCH = threading.Lock()  # numba's workqueue pool takes one launch at a time
-CHUNK = 64  # steps recomputed at once in the backward: two T x N buffers per worker, in L1
+CHUNK = 64  # steps recomputed at once in the backward
+# Channels per task. Inner loops run over them: LLVM vectorises a loop of unknown length with several vector
+# registers per iteration (e.g. 2 x 16 float32 on AVX-512), so shorter blocks fall to the scalar remainder
+# (32 channels measured 2x slower than 64; 128 no faster).
+BLOCK = 64
 _FASTMATH = {"contract", "reassoc", "nsz", "arcp"}  # no 'nnan'/'ninf': NaN and inf propagate as in torch
 
 
-def exp_parts(x):
-    """exp(x) as (m, k) with exp(x) = m · 2**k; float32: polynomial (vectorisable), float64: (math.exp(x), 0)."""
-    raise NotImplementedError("exp_parts is only callable from numba-compiled code")
+def fast_exp(x):
+    """exp(x): a vectorisable polynomial for float32, ``math.exp`` for float64 (numba-compiled code only)."""
+    raise NotImplementedError("fast_exp is only callable from numba-compiled code")
 
 
-def pow2(k, like):
-    """2**k for an int32 array ``k``, as a new array of floats of the dtype of the scalar ``like``."""
-    raise NotImplementedError("pow2 is only callable from numba-compiled code")
+@intrinsic
+def _float32_from_bits(typingctx, bits):
+    """The float32 whose bit pattern is the int32 ``bits`` (a register move, vectorisable)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.int32), codegen
 
 
-def _exp_parts_f32(x):
+def _fast_exp_f32(x):
     lo, hi, f32 = np.float32(-87.33654), np.float32(88.72283), np.float32
     xc = min(max(x, lo), hi)
     k = np.floor(xc * f32(1.4426950408889634) + f32(0.5))  # x = k ln2 + r, |r| <= ln2 / 2
@@ -56,114 +72,155 @@ def _exp_parts_f32(x):
     p = f32(1.9875691500e-4) * r + f32(1.3981999507e-3)
     p = ((((p * r + f32(8.3334519073e-3)) * r + f32(4.1665795894e-2)) * r + f32(1.6666665459e-1)) * r) + f32(0.5)
     m = p * r * r + r + f32(1.0)
-    m = f32(0.0) if x < lo else m  # underflow (torch gives 0 or a denormal below 1.2e-38)
-    m = np.inf if x > hi else m
     m = m * f32(2.0) if k > f32(127.0) else m  # keep 2**k a finite float32 near the top of the range
-    return (x if np.isnan(x) else m), np.int32(min(k, f32(127.0)))  # NaN stays NaN
+    e = m * _float32_from_bits((np.int32(min(k, f32(127.0))) + np.int32(127)) << np.int32(23))  # m · 2**k
+    e = f32(0.0) if x < lo else e  # underflow (torch gives 0 or a denormal below 1.2e-38)
+    e = f32(np.inf) if x > hi else e
+    return x if np.isnan(x) else e  # NaN stays NaN
 
 
-def _exp_parts_f64(x):
-    return math.exp(x), np.int32(0)
+def _fast_exp_f64(x):
+    return math.exp(x)
 
 
-@overload(exp_parts, inline="always", jit_options={"fastmath": _FASTMATH})
-def _exp_parts_overload(x):
-    return _exp_parts_f32 if x == types.float32 else _exp_parts_f64
-
-
-def _pow2_f32(k, like):
-    # The bits of the float32 2**k. A fresh array (not a reused buffer): LLVM then knows that it aliases nothing
-    # and vectorises the loops that read it (measured 1.5x faster for the whole kernel).
-    return ((k + np.int32(127)) << np.int32(23)).view(np.float32)
-
-
-def _pow2_f64(k, like):
-    return np.ones(k.shape[0], np.float64)  # float64 exp_parts is exact: k is always 0
-
-
-@overload(pow2, inline="always")
-def _pow2_overload(k, like):
-    return _pow2_f32 if like == types.float32 else _pow2_f64
-
-
-@numba.njit(parallel=True, fastmath=_FASTMATH, cache=True)
-def scan_forward(x, dl, A, B, C, y, checkpoints, last, T):
-    """Fill y (b, d, L), checkpoints (b, d, n_chunks, N), last (b, d, N) from x, dl (b, d, L), A (d, N), B, C."""
-    b, d, L = x.shape
-    N, H = A.shape[1], d // B.shape[1]
-    for row in numba.prange(b * d):
-        i, j = row // d, row % d
-        g = j // H
-        h, m = np.zeros(N, x.dtype), np.empty(N, x.dtype)
-        k = np.empty(N, np.int32)
-        for c in range(checkpoints.shape[2]):
-            checkpoints[i, j, c] = h
-            for t in range(c * T, min(L, (c + 1) * T)):
-                dt, xt = dl[i, j, t], x[i, j, t]
-                for n in range(N):
-                    m[n], k[n] = exp_parts(dt * A[j, n])
-                scale = pow2(k, dt)
-                acc = x.dtype.type(0.0)
-                for n in range(N):
-                    h[n] = m[n] * scale[n] * h[n] + xt * B[i, g, t, n]  # exp(Δ_t A) h_{t-1} + Δ_t u_t B_t
-                    acc += C[i, g, t, n] * h[n]
-                y[i, j, t] = acc
-        last[i, j] = h
-
-
-@numba.njit(parallel=True, fastmath=_FASTMATH, cache=True)
-def scan_backward(x, dl, A, B, C, dy, checkpoints, T, dx, ddl, dA_parts, dB_parts, dC_parts):
-    """Gradients. Worker p takes a block of rows and adds into dA_parts[p] (d, N), dB_parts[p], dC_parts[p]."""
-    b, d = x.shape[:2]
-    P = dA_parts.shape[0]
-    for p in numba.prange(P):
-        dA, dB, dC = dA_parts[p], dB_parts[p], dC_parts[p]
-        _backward_rows(x, dl, A, B, C, dy, checkpoints, T, dx, ddl, dA, dB, dC, p * b * d // P, (p + 1) * b * d // P)
+@overload(fast_exp, inline="always", jit_options={"fastmath": _FASTMATH})
+def _fast_exp_overload(x):
+    return _fast_exp_f32 if x == types.float32 else _fast_exp_f64
 
 
 @numba.njit(fastmath=_FASTMATH, inline="always")
-def _backward_rows(x, dl, A, B, C, dy, checkpoints, T, dx, ddl, dA, dB, dC, r0, r1):
-    """Backward of rows r0..r1 of (b·d) into one worker's dA (d, N), dB and dC (b, G, L, N)."""
-    d, L = x.shape[1:]
-    N, H = A.shape[1], d // B.shape[1]
-    n_chunks = checkpoints.shape[2]
-    hs = np.empty((T + 1, N), x.dtype)  # h_{t-1} and h_t of one chunk
-    As = np.empty((T, N), x.dtype)  # exp(Δ_t A) of one chunk
-    carry = np.empty(N, x.dtype)
-    k = np.empty(N, np.int32)
-    for row in range(r0, r1):
-        i, j = row // d, row % d
-        g = j // H
-        carry[:] = 0.0  # exp(Δ_{t+1} A) ⊙ g_{t+1}
-        for c in range(n_chunks - 1, -1, -1):
+def _block(task, G, H):
+    """Task -> (batch i, group g, block q within the group, channels j0..j1)."""
+    per = -(-H // BLOCK)
+    i, r = task // (G * per), task % (G * per)
+    g, q = r // per, r % per
+    j0 = g * H + q * BLOCK
+    return i, g, q, j0, min(j0 + BLOCK, (g + 1) * H)
+
+
+@numba.njit(fastmath=_FASTMATH, inline="always")
+def _store_tile(tile, steps, out, i, j0, t0):
+    """The first ``steps`` rows of a channel-last tile (T, channels) into out[i, j0:, t0:] of a (b, d, L) array."""
+    for w in range(tile.shape[1]):
+        row = out[i, j0 + w, t0 : t0 + steps]
+        for s in range(steps):
+            row[s] = tile[s, w]
+
+
+@numba.njit(fastmath=_FASTMATH, inline="always")
+def _put(block, full, j0):
+    """full[:, j0:] = block for a (rows, channels) block of a C-contiguous (rows, d) array, row by row.
+
+    Row slices of a C array are contiguous to numba; a 2-D slice is not, and its assignment compiles to scatters.
+    """
+    for n in range(block.shape[0]):
+        src, dst = block[n], full[n, j0 : j0 + block.shape[1]]
+        for w in range(src.shape[0]):
+            dst[w] = src[w]
+
+
+@numba.njit(fastmath=_FASTMATH, inline="always")
+def _take(full, j0, block):
+    """block = full[:, j0:j0 + channels], the reverse of :func:`_put`."""
+    for n in range(block.shape[0]):
+        src, dst = full[n, j0 : j0 + block.shape[1]], block[n]
+        for w in range(dst.shape[0]):
+            dst[w] = src[w]
+
+
+@numba.njit(parallel=True, fastmath=_FASTMATH, cache=True)
+def scan_forward(u, dl, A, B, C, y, checkpoints, last, T):
+    """Fill y (b, d, L), checkpoints (b, n_chunks, N, d), last (b, N, d) from u, dl (b, L, d), A (N, d), B, C."""
+    b, L, d = u.shape
+    G, N = B.shape[1], A.shape[0]
+    H = d // G
+    for task in numba.prange(b * G * -(-H // BLOCK)):
+        i, g, _, j0, j1 = _block(task, G, H)
+        nw = j1 - j0
+        h = np.zeros((N, nw), u.dtype)  # (N, channels)
+        xt, ys = np.empty(nw, u.dtype), np.empty((T, nw), u.dtype)
+        for c in range(checkpoints.shape[1]):
             t0, t1 = c * T, min(L, (c + 1) * T)
-            hs[0] = checkpoints[i, j, c]
-            for t in range(t0, t1):  # recompute the chunk's states
-                s = t - t0
-                dt, xt = dl[i, j, t], x[i, j, t]
+            _put(h, checkpoints[i, c], j0)
+            for s in range(t1 - t0):
+                t = t0 + s
+                ut, dt, yt = u[i, t, j0:j1], dl[i, t, j0:j1], ys[s]
+                for w in range(nw):
+                    xt[w] = dt[w] * ut[w]  # Δ_t u_t
+                    yt[w] = 0.0
                 for n in range(N):
-                    As[s, n], k[n] = exp_parts(dt * A[j, n])
-                scale = pow2(k, dt)
+                    bn, cn, hn, An = B[i, g, t, n], C[i, g, t, n], h[n], A[n, j0:j1]
+                    for w in range(nw):
+                        hw = fast_exp(dt[w] * An[w]) * hn[w] + xt[w] * bn  # exp(Δ_t A) h_{t-1} + Δ_t u_t B_t
+                        hn[w] = hw
+                        yt[w] += cn * hw  # <C_t, h_t>
+            _store_tile(ys, t1 - t0, y, i, j0, t0)
+        _put(h, last[i], j0)
+
+
+@numba.njit(parallel=True, fastmath=_FASTMATH, cache=True)
+def scan_backward(u, dl, A, B, C, dy, checkpoints, T, du, ddl, dA_parts, dB_parts, dC_parts):
+    """Gradients into du, ddl (b, d, L), dA_parts (b, N, d) and dB_parts, dC_parts (blocks per group, b, G, L, N).
+
+    u, dl, dy are channel-last (b, L, d). dB_parts and dC_parts must be zero; every part is written by one task.
+    """
+    b, L, d = u.shape
+    G, N = B.shape[1], A.shape[0]
+    H = d // G
+    zero = u.dtype.type(0.0)
+    for task in numba.prange(b * G * -(-H // BLOCK)):
+        i, g, q, j0, j1 = _block(task, G, H)
+        nw = j1 - j0
+        hs = np.empty((T + 1, N, nw), u.dtype)  # h_{t-1} and h_t of one chunk
+        As = np.empty((T, N, nw), u.dtype)  # exp(Δ_t A) of one chunk
+        xs = np.empty((T, nw), u.dtype)  # Δ_t u_t
+        dus, dls = np.empty((T, nw), u.dtype), np.empty((T, nw), u.dtype)  # tiles of du and dΔ
+        dxt = np.empty(nw, u.dtype)  # d(Δ_t u_t)
+        carry = np.zeros((N, nw), u.dtype)  # exp(Δ_{t+1} A) ⊙ g_{t+1}
+        dA = np.zeros((N, nw), u.dtype)
+        dB, dC = dB_parts[q, i, g], dC_parts[q, i, g]  # (L, N)
+        for c in range(checkpoints.shape[1] - 1, -1, -1):
+            t0, t1 = c * T, min(L, (c + 1) * T)
+            _take(checkpoints[i, c], j0, hs[0])
+            for s in range(t1 - t0):  # recompute the chunk's states
+                t = t0 + s
+                ut, dt, xt = u[i, t, j0:j1], dl[i, t, j0:j1], xs[s]
+                for w in range(nw):
+                    xt[w] = dt[w] * ut[w]
                 for n in range(N):
-                    As[s, n] *= scale[n]
-                    hs[s + 1, n] = As[s, n] * hs[s, n] + xt * B[i, g, t, n]
-            for t in range(t1 - 1, t0 - 1, -1):  # adjoint recurrence, backwards in time
-                s = t - t0
-                dyt, dt, xt = dy[i, j, t], dl[i, j, t], x[i, j, t]
-                sdx = x.dtype.type(0.0)
-                sdl = x.dtype.type(0.0)
+                    bn, An, Ap, hp, hn = B[i, g, t, n], A[n, j0:j1], As[s, n], hs[s, n], hs[s + 1, n]
+                    for w in range(nw):
+                        a = fast_exp(dt[w] * An[w])
+                        Ap[w] = a
+                        hn[w] = a * hp[w] + xt[w] * bn
+            for s in range(t1 - t0 - 1, -1, -1):  # adjoint recurrence, backwards in time
+                t = t0 + s
+                ut, dt, dyt, xt, dlt = u[i, t, j0:j1], dl[i, t, j0:j1], dy[i, t, j0:j1], xs[s], dls[s]
+                dxt[:] = zero
+                dlt[:] = zero
                 for n in range(N):
-                    gn = dyt * C[i, g, t, n] + carry[n]  # g_t = dLoss/dh_t
-                    dC[i, g, t, n] += dyt * hs[s + 1, n]
-                    dB[i, g, t, n] += gn * xt
-                    sdx += gn * B[i, g, t, n]
-                    q = gn * As[s, n]
-                    X = q * hs[s, n]  # g_t ⊙ exp(Δ_t A) ⊙ h_{t-1}
-                    sdl += X * A[j, n]
-                    dA[j, n] += X * dt
-                    carry[n] = q
-                dx[i, j, t] = sdx
-                ddl[i, j, t] = sdl
+                    bn, cn, An, Ap, hp, hn = B[i, g, t, n], C[i, g, t, n], A[n, j0:j1], As[s, n], hs[s, n], hs[s + 1, n]
+                    cr, dAn = carry[n], dA[n]
+                    sC, sB = zero, zero
+                    for w in range(nw):
+                        gw = dyt[w] * cn + cr[w]  # g_t = dLoss/dh_t
+                        sC += dyt[w] * hn[w]
+                        sB += gw * xt[w]
+                        dxt[w] += gw * bn
+                        qw = gw * Ap[w]
+                        cr[w] = qw
+                        X = qw * hp[w]  # g_t ⊙ exp(Δ_t A) ⊙ h_{t-1}
+                        dlt[w] += X * An[w]
+                        dAn[w] += X * dt[w]
+                    dC[t, n] += sC
+                    dB[t, n] += sB
+                dut = dus[s]
+                for w in range(nw):  # through x = Δ·u
+                    dut[w] = dxt[w] * dt[w]
+                    dlt[w] += dxt[w] * ut[w]
+            _store_tile(dus, t1 - t0, du, i, j0, t0)
+            _store_tile(dls, t1 - t0, ddl, i, j0, t0)
+        _put(dA, dA_parts[i], j0)
 
 
 def _set_threads() -> int:
@@ -174,38 +231,42 @@ def _set_threads() -> int:
 
 
 class NumbaScanFn(torch.autograd.Function):
-    """Same contract as ``_ChunkedScanFn``: (x = Δ·u, Δ, A, B, C) -> (y without D and gate, last state).
+    """(u, Δ, A, B, C) -> (y = the scan of x = Δ·u without D and gate, last state), like ``_ChunkedScanFn`` of Δ·u.
 
-    x, delta: (b, d, L); A: (d, N); B, C: (b, G, N, L) with the same G; float32 or float64, on the CPU.
+    u, delta: (b, d, L); A: (d, N); B, C: (b, G, N, L) with the same G; float32 or float64, on the CPU.
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, chunk: int):
-        b, d, L = x.shape
+    def forward(ctx, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, chunk: int):
+        b, d, L = u.shape
         N = A.shape[1]
-        x, delta, A = x.contiguous(), delta.contiguous(), A.contiguous()
+        u_c, delta_c = (rearrange(t, "b d l -> b l d").contiguous() for t in (u, delta))  # (b, L, d)
+        A_c = rearrange(A, "d n -> n d").contiguous()  # (N, d)
         B_t, C_t = (rearrange(X, "b g n l -> b g l n").contiguous() for X in (B, C))  # (b, G, L, N)
-        y = x.new_empty(b, d, L)  # (b, d, L)
-        checkpoints = x.new_empty(b, d, -(-L // chunk), N)  # (b, d, n_chunks, N)
-        last = x.new_empty(b, d, N)  # (b, d, N)
+        y = u.new_empty(b, d, L)  # (b, d, L)
+        checkpoints = u.new_empty(b, -(-L // chunk), N, d)  # (b, n_chunks, N, d)
+        last = u.new_empty(b, N, d)  # (b, N, d)
         with _LAUNCH:
             _set_threads()
-            scan_forward(*[t.detach().numpy() for t in (x, delta, A, B_t, C_t, y, checkpoints, last)], chunk)
-        ctx.save_for_backward(x, delta, A, B_t, C_t, checkpoints)
+            scan_forward(*[t.detach().numpy() for t in (u_c, delta_c, A_c, B_t, C_t, y, checkpoints, last)], chunk)
+        ctx.save_for_backward(u_c, delta_c, A_c, B_t, C_t, checkpoints)
         ctx.chunk = chunk
+        last = rearrange(last, "b n d -> b d n").contiguous()  # (b, d, N)
         ctx.mark_non_differentiable(last)
         return y, last
 
     @staticmethod
     def backward(ctx, dy: Tensor, _dlast: Tensor | None):
-        x, delta, A, B_t, C_t, checkpoints = ctx.saved_tensors
-        dx, ddelta = torch.empty_like(x), torch.empty_like(x)
+        u_c, delta_c, A_c, B_t, C_t, checkpoints = ctx.saved_tensors
+        b, L, d = u_c.shape
+        blocks = -(-(d // B_t.shape[1]) // BLOCK)  # channel blocks per group
+        du, ddelta = (u_c.new_empty(b, d, L) for _ in range(2))  # (b, d, L)
+        dA_parts = u_c.new_empty(b, *A_c.shape)  # (b, N, d)
+        dB_parts, dC_parts = (u_c.new_zeros(blocks, *B_t.shape) for _ in range(2))  # (blocks, b, G, L, N)
+        dy_c = rearrange(dy, "b d l -> b l d").contiguous()  # (b, L, d)
         with _LAUNCH:
-            P = _set_threads()
-            dA_parts = x.new_zeros(P, *A.shape)  # (P, d, N)
-            dB_parts, dC_parts = (x.new_zeros(P, *B_t.shape) for _ in range(2))  # (P, b, G, L, N)
-            arrays = [t.detach().numpy() for t in (x, delta, A, B_t, C_t, dy.contiguous(), checkpoints)]
-            grads = [t.numpy() for t in (dx, ddelta, dA_parts, dB_parts, dC_parts)]
-            scan_backward(*arrays, ctx.chunk, *grads)
+            _set_threads()
+            arrays = [t.detach().numpy() for t in (u_c, delta_c, A_c, B_t, C_t, dy_c, checkpoints)]
+            scan_backward(*arrays, ctx.chunk, *[t.numpy() for t in (du, ddelta, dA_parts, dB_parts, dC_parts)])
         dB, dC = (rearrange(t.sum(0), "b g l n -> b g n l").contiguous() for t in (dB_parts, dC_parts))  # (b, G, N, L)
-        return dx, ddelta, dA_parts.sum(0), dB, dC, None
+        return du, ddelta, rearrange(dA_parts.sum(0), "n d -> d n"), dB, dC, None

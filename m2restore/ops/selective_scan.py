@@ -19,9 +19,9 @@ Implementations, chosen by :func:`scan_backend`:
    the forward keeps only one state per chunk; the backward recomputes a chunk's states and runs the
    adjoint recurrence in reverse. Memory is a few chunks of (T, b, d, N), never the full (b, d, L, N).
    Any device; the fallback wherever the compiled paths are missing.
-3. :func:`selective_scan_numba` (``"numba_cpu"``) -- the same algorithm compiled with numba, one channel
-   per task with its N states in a small local array (``scan_numba.py``); CPU, time-varying B and C, when
-   numba imports. The default on the CPU.
+3. :func:`selective_scan_numba` (``"numba_cpu"``) -- the same algorithm compiled with numba, each task a
+   block of channels whose states sit in a small local array, vectorised across the channels
+   (``scan_numba.py``); CPU, time-varying B and C, when numba imports. The default on the CPU.
 4. ``mamba_ssm``'s CUDA kernel (``"mamba_ssm_cuda"``) -- only when ``mamba_ssm`` imports and the
    tensors are on CUDA.
 """
@@ -188,6 +188,38 @@ def _finish(y: Tensor, u: Tensor, D: Tensor | None, z: Tensor | None, out_dtype:
     return y.to(out_dtype)
 
 
+def _run_scan(
+    scan: Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]],
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None,
+    z: Tensor | None,
+    delta_bias: Tensor | None,
+    delta_softplus: bool,
+    return_last_state: bool,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """The body shared by the fast paths: prepare the inputs, ``scan`` them, add the skip and the gate.
+
+    Args:
+        scan: (u, Δ, A, B, C) in the compute dtype, B and C with the same groups -> (y (b, d, L), h_L (b, d, N)).
+        u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state: as :func:`selective_scan`.
+    """
+    out_dtype = u.dtype
+    u, delta, A, B, C = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
+    y, last = scan(u, delta, A, *_same_groups(B, C))  # (b, d, L), (b, d, N)
+    out = _finish(y, u, D, z, out_dtype)  # (b, d, L)
+    return (out, last) if return_last_state else out
+
+
+def _same_groups(B: Tensor, C: Tensor) -> tuple[Tensor, Tensor]:
+    """Give grouped B and C the same number of groups (the lcm; rare) by repeating each group."""
+    G = math.lcm(*(X.shape[1] for X in (B, C) if X.dim() == 4))  # 1 when both are constant
+    return tuple(X if X.dim() == 2 else X.repeat_interleave(G // X.shape[1], dim=1) for X in (B, C))
+
+
 def _per_channel(X: Tensor, b: int, d: int, L: int) -> Tensor:
     """Broadcast a (d, N) or (b, G, N, L) B/C to a (b, d, N, L) view (no copy)."""
     if X.dim() == 2:
@@ -250,6 +282,13 @@ def _operand5(X: Tensor, G: int) -> Tensor:
     return rearrange(X, "t b g n -> t b g n 1")  # (L, b, G, N, 1)
 
 
+def _views5(
+    x_t: Tensor, delta_t: Tensor, A: Tensor, B_t: Tensor, C_t: Tensor, G: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Time-major Δ·u, Δ (L, b, d), A (d, N) and B, C (L, b, G, N) or (d, N) as the chunk layout's views."""
+    return _channels5(x_t, G), _channels5(delta_t, G), _operand5(A, G), _operand5(B_t, G), _operand5(C_t, G)
+
+
 def _steps(X5: Tensor, t0: int, t1: int) -> Tensor:
     """Steps t0..t1 of an operand from :func:`_operand5` (a constant one is returned whole)."""
     return X5 if X5.dim() == 3 else X5[t0:t1]
@@ -306,8 +345,7 @@ class _ChunkedScanFn(torch.autograd.Function):
         N, T = A.shape[1], min(chunk, L)
         x_t, delta_t = (rearrange(t, "b d l -> l b d").contiguous() for t in (x, delta))  # (L, b, d)
         B_t, C_t = (X if X.dim() == 2 else rearrange(X, "b g n l -> l b g n").contiguous() for X in (B, C))
-        x5, delta5, A5 = _channels5(x_t, G), _channels5(delta_t, G), _operand5(A, G)
-        B5, C5 = _operand5(B_t, G), _operand5(C_t, G)
+        x5, delta5, A5, B5, C5 = _views5(x_t, delta_t, A, B_t, C_t, G)
         n_chunks = -(-L // T)
         checkpoints = x.new_empty(n_chunks, b, G, N, d // G)  # the state before each chunk
         checkpoints[0].zero_()
@@ -332,8 +370,7 @@ class _ChunkedScanFn(torch.autograd.Function):
         x_t, delta_t, A, B_t, C_t, checkpoints = ctx.saved_tensors
         G, T = ctx.groups, ctx.chunk
         L = x_t.shape[0]
-        x5, delta5, A5 = _channels5(x_t, G), _channels5(delta_t, G), _operand5(A, G)
-        B5, C5 = _operand5(B_t, G), _operand5(C_t, G)
+        x5, delta5, A5, B5, C5 = _views5(x_t, delta_t, A, B_t, C_t, G)
         dy5 = _channels5(rearrange(dy, "b d l -> l b d").contiguous(), G)  # (L, b, G, 1, H)
         dx_t, ddelta_t = torch.empty_like(x_t), torch.empty_like(delta_t)  # (L, b, d)
         dx5, ddelta5 = _channels5(dx_t, G), _channels5(ddelta_t, G)
@@ -409,19 +446,12 @@ def selective_scan_torch(
     Args:
         chunk: steps per chunk (default: sized from b·d·N, see ``_CHUNK_ELEMENTS``); results do not depend on it.
     """
-    out_dtype = u.dtype
-    u, delta, A, B, C = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
-    B, C = _same_groups(B, C)
     chunk = chunk or _chunk_length(*u.shape[:2], A.shape[1], u.shape[2])
-    y, last = _ChunkedScanFn.apply(delta * u, delta, A, B, C, chunk)  # (b, d, L), (b, d, N)
-    out = _finish(y, u, D, z, out_dtype)  # (b, d, L)
-    return (out, last) if return_last_state else out
 
+    def scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> tuple[Tensor, Tensor]:
+        return _ChunkedScanFn.apply(delta * u, delta, A, B, C, chunk)
 
-def _same_groups(B: Tensor, C: Tensor) -> tuple[Tensor, Tensor]:
-    """Give grouped B and C the same number of groups (the lcm; rare) by repeating each group."""
-    G = math.lcm(*(X.shape[1] for X in (B, C) if X.dim() == 4))  # 1 when both are constant
-    return tuple(X if X.dim() == 2 else X.repeat_interleave(G // X.shape[1], dim=1) for X in (B, C))
+    return _run_scan(scan, u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -451,12 +481,12 @@ def selective_scan_numba(
             "selective_scan: backend 'numba_cpu' needs numba (pip install numba), CPU tensors and time-varying "
             "(b, N, L) or (b, G, N, L) B and C; use backend='auto' to fall back to torch_fast"
         )
-    out_dtype = u.dtype
-    u, delta, A, B, C = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
-    B, C = _same_groups(B, C)
-    y, last = module.NumbaScanFn.apply(delta * u, delta, A, B, C, chunk or module.CHUNK)  # (b, d, L), (b, d, N)
-    out = _finish(y, u, D, z, out_dtype)  # (b, d, L)
-    return (out, last) if return_last_state else out
+    chunk = chunk or module.CHUNK
+
+    def scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> tuple[Tensor, Tensor]:
+        return module.NumbaScanFn.apply(u, delta, A, B, C, chunk)
+
+    return _run_scan(scan, u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
 
 
 # ---------------------------------------------------------------------------------------------------------
