@@ -16,7 +16,7 @@ open_clip = pytest.importorskip("open_clip")
 from m2restore.clip import build_prior, list_class_sets, resolve_classes
 from m2restore.clip.prior import PretrainedUnavailableError
 from m2restore.clip.prompts import canonical_name
-from m2restore.clip.tiny import TINY_CLIP, build_clip, model_config, register_tiny_clip
+from m2restore.clip.tiny import TINY_CLIP, TINY_CLIP_RN, build_clip, model_config, register_tiny_clip
 
 CDD11 = ["low", "haze", "rain", "snow", "low_haze", "low_rain", "low_snow", "haze_rain", "haze_snow",
          "low_haze_rain", "low_haze_snow"]
@@ -46,11 +46,17 @@ def test_prompt_bank_sets_and_aliases():
         resolve_classes(["fog_of_war"])
 
 
-def test_tiny_architecture_is_registered_with_open_clip():
-    assert TINY_CLIP in register_tiny_clip()
+def test_tiny_architectures_are_registered_with_open_clip():
+    from open_clip.modified_resnet import ModifiedResNet
+
+    assert {TINY_CLIP, TINY_CLIP_RN} <= set(register_tiny_clip())
     model = open_clip.create_model(TINY_CLIP)
     assert model.visual.image_size == (128, 128)
     assert sum(p.numel() for p in model.visual.parameters()) < 2_000_000
+    resnet = open_clip.create_model(TINY_CLIP_RN)
+    assert isinstance(resnet.visual, ModifiedResNet) and resnet.visual.image_size == 128
+    assert sum(p.numel() for p in resnet.visual.parameters()) < 2_000_000
+    assert resnet.encode_image(torch.rand(2, 3, 128, 128)).shape == (2, 128)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -237,9 +243,9 @@ def test_clip_train_lowers_loss_and_round_trips(tmp_path):
     from m2restore.clip.finetune import TrainConfig, prior_from_model, train_prior
 
     data = _toy_dataset(tmp_path / "toy", ["low", "haze", "rain"])
-    cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), classes="low,haze,rain", model_overrides=SMALL,
-                      steps=12, minutes=0, batch_size=12, lr=1e-3, warmup=2, captions_per_step=0, progress=False,
-                      resume="auto")
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), arch=TINY_CLIP, classes="low,haze,rain",
+                      model_overrides=SMALL, steps=12, minutes=0, batch_size=12, lr=1e-3, warmup=2, captions_per_step=0,
+                      resynth=0, progress=False, resume="auto")
     first = train_prior(cfg)
     losses = first["loss_history"]
     assert len(losses) == 12 and np.mean(losses[-3:]) < np.mean(losses[:3])
@@ -261,3 +267,56 @@ def test_clip_train_lowers_loss_and_round_trips(tmp_path):
     assert conf[0].split(",")[1:] == ["low", "haze", "rain"] and len(conf) == 4
     assert (tmp_path / "ev" / "confusion.png").stat().st_size > 0
     assert json.loads((tmp_path / "ev" / "eval.json").read_text())["n"] == 12
+
+
+def test_default_recipe_trains_the_resnet_tower_on_fresh_syntheses(tmp_path):
+    from open_clip.modified_resnet import ModifiedResNet
+
+    from m2restore.clip.finetune import PriorTrainer, TrainConfig, train_prior
+    from m2restore.data.degrade import degrade
+
+    data = _toy_dataset(tmp_path / "toy", ["low", "haze", "rain"], per_type=3)
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), classes="low,haze,rain", steps=8, minutes=0,
+                      batch_size=9, warmup=2, progress=False, resume="",
+                      model_overrides={"vision_cfg.image_size": 32, "vision_cfg.width": 8})
+    assert cfg.arch == TINY_CLIP_RN and cfg.resynth > 0 and cfg.device == "cpu"
+    trainer = PriorTrainer(cfg)
+    assert isinstance(trainer.model.visual, ModifiedResNet)
+    train = trainer.train
+    assert len(train.clean) == 3 and sorted(set(train.sources)) == [0, 1, 2]
+    i = train.kinds.index("rain")  # the first rain image: photo 000000
+    clear = np.asarray(Image.open(data / "train" / "clear" / "000000.png"))
+    assert np.array_equal(train.clean[train.sources[i]].permute(1, 2, 0).numpy(), clear)  # its own clean photo
+
+    stored = train.images[i].clone()
+    gen = torch.Generator()
+    gen.set_state(trainer.gen.get_state())
+    seed = int(torch.randint(0, 2**31 - 1, (), generator=gen))  # the seed the trainer draws next
+    trainer.resynthesise([i])
+    fresh = degrade(clear.astype(np.float32) / 255, "rain", seed)  # the dataset's recipe, a new seed
+    assert torch.equal(train.images[i], torch.from_numpy((fresh * 255 + 0.5).astype(np.uint8)).permute(2, 0, 1))
+    assert not torch.equal(train.images[i], stored)
+
+    summary = train_prior(cfg)
+    assert summary["steps"] == 8 and np.isfinite(summary["loss_last"])
+    prior = build_prior(checkpoint=summary["checkpoint"])
+    assert isinstance(prior.encoder.visual, ModifiedResNet) and not prior.encoder.visual.training
+    assert prior(torch.rand(2, 3, 40, 32)).probs.shape == (2, 3)
+
+
+def test_device_option(tmp_path, monkeypatch):
+    from m2restore.clip.cli import main
+    from m2restore.clip.finetune import TrainConfig, train_prior
+
+    data = _toy_dataset(tmp_path / "toy", ["low", "haze"], per_type=2)
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), arch=TINY_CLIP, classes="low,haze",
+                      model_overrides=SMALL, steps=2, minutes=0, batch_size=4, progress=False, resume="")
+    summary = train_prior(cfg, device="cpu")
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["config"]["device"] == "cpu"
+    assert main(["eval", "--checkpoint", summary["checkpoint"], "--data", str(data), "--device", "cpu",
+                 "--out", str(tmp_path / "ev")]) == 0
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="--device cpu"):
+        train_prior(cfg, device="cuda")
+    with pytest.raises(RuntimeError, match="--device cpu"):
+        main(["eval", "--checkpoint", summary["checkpoint"], "--data", str(data), "--device", "cuda"])

@@ -24,6 +24,7 @@ _LAZY = {
     "canonical_name": "m2restore.clip.prompts",
     "register_tiny_clip": "m2restore.clip.tiny",
     "TINY_CLIP": "m2restore.clip.tiny",
+    "TINY_CLIP_RN": "m2restore.clip.tiny",
     "load_daclip": "m2restore.clip.daclip",
     "TrainConfig": "m2restore.clip.finetune",
     "train_prior": "m2restore.clip.finetune",
@@ -32,6 +33,7 @@ _LAZY = {
 
 __all__ = [
     "TINY_CLIP",
+    "TINY_CLIP_RN",
     "ClassPrompts",
     "DegradationPrior",
     "PretrainedUnavailableError",

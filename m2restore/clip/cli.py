@@ -26,6 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--data", required=True, help="dataset root in CDD-11 layout {train,test}/<type>/*.png")
     tr.add_argument("--out", required=True, help="run folder (last.pt for resume, prior.pt, confusion.*)")
     tr.add_argument("--source", default=d.source, help="tiny | openclip:ARCH:TAG | local:ARCH:PATH | tiny:PATH")
+    tr.add_argument("--arch", default=d.arch, help="open_clip architecture trained from scratch by --source tiny "
+                    "(m2r-tiny-clip-rn: small ResNet; m2r-tiny-clip: small ViT)")
     tr.add_argument("--classes", default=d.classes, help="prompt-bank class set or comma list (default: K=13)")
     tr.add_argument("--loss", default=d.loss, choices=["ce", "clip"])
     tr.add_argument("--captions-per-step", type=int, default=d.captions_per_step,
@@ -39,11 +41,15 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--crop-scale", type=float, nargs=2, default=list(d.crop_scale),
                     help="random crop side as a fraction of the shorter side (min max)")
     tr.add_argument("--no-flip", action="store_true", help="disable random horizontal flips")
+    tr.add_argument("--jitter", type=float, default=d.jitter, help="colour jitter strength (0: off)")
+    tr.add_argument("--resynth", type=int, default=d.resynth,
+                    help="images per batch degraded afresh from the train split's clean photos (0: stored only)")
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="model config override, e.g. --set vision_cfg.patch_size=8 (repeatable)")
     tr.add_argument("--eval-every", type=int, default=d.eval_every)
     tr.add_argument("--seed", type=int, default=d.seed)
     tr.add_argument("--threads", type=int, default=d.threads)
+    tr.add_argument("--device", default=d.device, help="cpu | cuda | cuda:N")
     tr.add_argument("--resume", default=d.resume, help="auto (continue DIR/last.pt if present), PATH, or ''")
     tr.add_argument("--no-progress", action="store_true")
     ev = sub.add_parser("eval", help="zero-shot accuracy per type and a confusion matrix")
@@ -53,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default=None, help="folder for confusion.csv/png and eval.json "
                                                 "(default: beside the checkpoint)")
     ev.add_argument("--batch-size", type=int, default=64)
+    ev.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     sub.add_parser("classes", help="list the prompt bank's class sets")
     return parser
 
@@ -79,12 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         from .finetune import TrainConfig, train_prior
 
         cfg = TrainConfig(
-            data=args.data, out=args.out, source=args.source, classes=args.classes, loss=args.loss,
+            data=args.data, out=args.out, source=args.source, arch=args.arch, classes=args.classes, loss=args.loss,
             captions_per_step=args.captions_per_step,
             model_overrides=dict(_override(s) for s in args.set), steps=args.steps, minutes=args.minutes,
             batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, warmup=args.warmup,
-            crop_scale=tuple(args.crop_scale), flip=not args.no_flip, eval_every=args.eval_every, seed=args.seed,
-            threads=args.threads, resume=args.resume, progress=not args.no_progress,
+            crop_scale=tuple(args.crop_scale), flip=not args.no_flip, jitter=args.jitter, resynth=args.resynth,
+            eval_every=args.eval_every, seed=args.seed, threads=args.threads, device=args.device, resume=args.resume,
+            progress=not args.no_progress,
         )
         summary = train_prior(cfg)
         summary.pop("loss_history")
@@ -97,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out
     if out is None and Path(args.checkpoint).is_file():
         out = Path(args.checkpoint).parent / f"eval_{args.split}"
-    res = evaluate_prior(args.checkpoint, args.data, args.split, out_dir=out, batch_size=args.batch_size)
+    res = evaluate_prior(args.checkpoint, args.data, args.split, out_dir=out, batch_size=args.batch_size,
+                         device=args.device)
     print(f"zero-shot accuracy {res['accuracy']:.4f} ({len(res['per_type'])}-way, n={res['n']}); "
           f"over all {res['num_classes']} prior classes {res['accuracy_full']:.4f}")
     for name, acc in res["per_type"].items():

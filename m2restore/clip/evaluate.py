@@ -28,21 +28,23 @@ def _as_prior(prior: DegradationPrior | str | Path) -> DegradationPrior:
 @torch.no_grad()
 def predict(prior: DegradationPrior, images: list[torch.Tensor], batch_size: int = 64,
             progress: bool = True) -> torch.Tensor:
-    """Prior probabilities (N, K) for uint8 images (3, H, W); images of one batch must share a size."""
+    """Prior probabilities (N, K) on the CPU for uint8 images (3, H, W), computed on the prior's device."""
     from tqdm.auto import tqdm
 
+    device = prior.text_embed.device
     out = []
     for start in tqdm(range(0, len(images), batch_size), disable=not progress, desc="clip eval"):
         chunk = images[start:start + batch_size]
         if len({tuple(im.shape) for im in chunk}) == 1:
-            out.append(prior(torch.stack(chunk).float() / 255.0).probs)  # (b, K)
+            out.append(prior(torch.stack(chunk).to(device).float() / 255.0).probs.cpu())  # (b, K)
         else:
-            out += [prior(im[None].float() / 255.0).probs for im in chunk]
+            out += [prior(im[None].to(device).float() / 255.0).probs.cpu() for im in chunk]
     return torch.cat(out)  # (N, K)
 
 
 def evaluate_prior(prior: DegradationPrior | str | Path, data: str | Path, split: str = "test",
-                   out_dir: str | Path | None = None, batch_size: int = 64, progress: bool = True) -> dict[str, Any]:
+                   out_dir: str | Path | None = None, batch_size: int = 64, progress: bool = True,
+                   device: str | torch.device | None = None) -> dict[str, Any]:
     """Zero-shot accuracy of a prior on a CDD-11-layout split; optionally write the confusion matrix.
 
     Args:
@@ -52,6 +54,7 @@ def evaluate_prior(prior: DegradationPrior | str | Path, data: str | Path, split
         out_dir: when given, writes ``confusion.csv``, ``confusion.png`` and ``eval.json`` there.
         batch_size: images per forward pass.
         progress: show a progress bar.
+        device: where to run the prior (``cpu``, ``cuda``); None keeps the prior where it is.
 
     Returns:
         ``accuracy`` (dataset's N-way), ``accuracy_full`` (K-way), ``per_type`` accuracies, ``confusion``
@@ -62,7 +65,13 @@ def evaluate_prior(prior: DegradationPrior | str | Path, data: str | Path, split
 
     from .finetune import read_split
 
+    if device is not None:
+        from .prior import resolve_device
+
+        device = resolve_device(device)
     prior = _as_prior(prior)
+    if device is not None:
+        prior = prior.to(device)
     split_data = read_split(data, split, prior.class_names)
     probs = predict(prior, split_data.images, batch_size, progress)  # (N, K)
     present = sorted(set(split_data.labels.tolist()))

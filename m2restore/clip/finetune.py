@@ -13,9 +13,16 @@ Either is joined by a multi-label *part* loss (``part_weight``): a sigmoid cross
 the caption of each single degradation it contains (``low_haze_rain`` has the parts low, haze and rain), so
 what the tower learns about rain on ``low_rain`` counts for ``haze_rain`` too.
 
-Training either starts from scratch (``tiny``: m2r-tiny-clip), fine-tunes pretrained weights
-(``openclip:ViT-B-32:laion2b_s34b_b79k`` on a GPU machine with network), or continues a trained prior
-(``tiny:PATH``). The budget is steps and/or wall-clock minutes, whichever ends first; the cosine learning-rate
+Data: by default (``resynth``) the first images of every batch are degraded afresh from their clean photograph
+(``train/clear``) with the dataset's own recipe, ``m2restore.data.degrade`` (the one ``m2restore data mini-cdd11``
+uses), and a new random seed: a new rain mask, haze level, noise draw each time, so a few dozen train photographs
+give an unlimited stream of examples. Training reads the train split only (the test split is only evaluated).
+For a downloaded CDD-11, whose degradations come from another implementation, pass ``resynth=0`` to train on its
+files. A resumed run restarts this stream from the stored files.
+
+Training either starts from scratch (``tiny``: ``arch``, by default the small ResNet ``m2r-tiny-clip-rn``),
+fine-tunes pretrained weights (``openclip:ViT-B-32:laion2b_s34b_b79k`` on a GPU machine with network), or continues
+a trained prior (``tiny:PATH``), on ``device`` (``cpu`` or ``cuda``). The budget is steps and/or wall-clock minutes, whichever ends first; the cosine learning-rate
 schedule follows the larger of the two fractions. ``out/last.pt`` holds weights, optimizer, step, elapsed time,
 RNG and config, so ``resume='auto'`` continues a run; ``out/prior.pt`` is the final weights-only prior that
 ``build_prior(checkpoint=...)`` loads.
@@ -35,8 +42,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .prior import CHECKPOINT_FORMAT, CLIP_MEAN, CLIP_STD, DegradationPrior, prior_from_clip
+from .prior import CHECKPOINT_FORMAT, CLIP_MEAN, CLIP_STD, DegradationPrior, prior_from_clip, resolve_device
 from .prompts import ClassPrompts, canonical_name, class_parts, encode_class_texts, resolve_classes
+from .tiny import TINY_CLIP_RN
 
 LAST, FINAL = "last.pt", "prior.pt"
 
@@ -48,6 +56,7 @@ class TrainConfig:
     data: str = ""  # dataset root in CDD-11 layout
     out: str = "runs/clip_prior"
     source: str = "tiny"  # tiny | openclip:ARCH:TAG | local:ARCH:PATH | tiny:PATH (continue a prior)
+    arch: str = TINY_CLIP_RN  # architecture trained from scratch by source=tiny (m2r-tiny-clip: the ViT)
     classes: str = "default"  # prompt-bank selection; the logits span all of them (K=13 by default)
     captions_per_step: int = 1  # captions drawn per class each step for the ce loss (0: the full ensemble)
     part_weight: float = 1.0  # weight of the multi-label loss on single degradations (low, haze, rain, ...)
@@ -61,9 +70,12 @@ class TrainConfig:
     warmup: int = 50  # linear warm-up steps
     crop_scale: tuple[float, float] = (1.0, 1.0)  # random-resized-crop side fraction of the shorter side
     flip: bool = True  # random horizontal flips
+    jitter: float = 0.0  # colour jitter strength (brightness, contrast, saturation factors in 1 +- jitter)
+    resynth: int = 16  # images of each batch degraded afresh from their clean photo (0: stored files only)
     eval_every: int = 0  # steps between test-split evaluations (0: only at the end)
     seed: int = 0
     threads: int = 0  # torch CPU threads (0: leave as is)
+    device: str = "cpu"  # cpu | cuda | cuda:N
     resume: str = "auto"  # auto | PATH | "" (start fresh)
     progress: bool = True  # tqdm progress bar
 
@@ -74,28 +86,38 @@ class TrainConfig:
 
 @dataclass
 class LabelledImages:
-    """Images of one split with class indices into the prior's class list."""
+    """Images of one split with class indices into the prior's class list, and the clean photo of each."""
 
     images: list[torch.Tensor]  # each (3, H, W) uint8
     labels: torch.Tensor  # (N,) int64 indices into class_names
     types: list[str]  # the class names present in the split, in dataset order
     class_names: list[str]
+    kinds: list[str] = field(default_factory=list)  # (N) the dataset's type name of each image, e.g. 'haze_rain'
+    sources: list[int] = field(default_factory=list)  # (N) index of each image's clean photo in ``clean``
+    clean: list[torch.Tensor] = field(default_factory=list)  # each (3, H, W) uint8; only with ``with_clean``
 
 
-def read_split(root: str | Path, split: str, class_names: Sequence[str]) -> LabelledImages:
+def _read_uint8(path: Path) -> torch.Tensor:
+    from m2restore.data.io import read_image
+
+    arr = (read_image(path) * 255.0 + 0.5).astype(np.uint8)  # (H, W, 3)
+    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()  # (3, H, W)
+
+
+def read_split(root: str | Path, split: str, class_names: Sequence[str], with_clean: bool = False) -> LabelledImages:
     """Read the degraded images of a CDD-11-layout split and label each by its type's class index.
 
     Args:
         root: dataset root (``m2restore.data.CDD11`` layout; the types present are used).
         split: ``train`` or ``test``.
         class_names: the prior's classes; every type must map to one of them (aliases allowed).
+        with_clean: also read the clean photographs (``clear/``) the degraded images were made from.
 
     Returns:
         The labelled images.
     """
     from m2restore.data.datasets import cdd11_pairs
     from m2restore.data.degrade import CDD11_TYPES
-    from m2restore.data.io import read_image
 
     folder = Path(root) / split
     if not folder.is_dir():
@@ -103,7 +125,7 @@ def read_split(root: str | Path, split: str, class_names: Sequence[str]) -> Labe
                                 f"build one with m2restore.data.mini.make_mini_cdd11(DIR)")
     present = [t for t in CDD11_TYPES if (folder / t).is_dir()]
     index = {name: k for k, name in enumerate(class_names)}
-    images, labels, types = [], [], []
+    images, labels, types, kinds, sources, clean, photo = [], [], [], [], [], [], {}
     for pair in cdd11_pairs(root, split, present):
         name = canonical_name(pair.type)
         if name not in index:
@@ -111,12 +133,40 @@ def read_split(root: str | Path, split: str, class_names: Sequence[str]) -> Labe
                              f"{list(class_names)}; choose a class set that contains it")
         if name not in types:
             types.append(name)
-        arr = (read_image(pair.input) * 255.0 + 0.5).astype(np.uint8)  # (H, W, 3)
-        images.append(torch.from_numpy(arr).permute(2, 0, 1).contiguous())  # (3, H, W)
+        images.append(_read_uint8(pair.input))  # (3, H, W)
         labels.append(index[name])
+        kinds.append(pair.type)
+        if with_clean:
+            if pair.target not in photo:
+                photo[pair.target] = len(clean)
+                clean.append(_read_uint8(pair.target))  # (3, H, W)
+            sources.append(photo[pair.target])
     if not images:
         raise FileNotFoundError(f"{folder}: no degraded images found")
-    return LabelledImages(images, torch.tensor(labels), types, list(class_names))
+    return LabelledImages(images, torch.tensor(labels), types, list(class_names), kinds, sources, clean)
+
+
+def color_jitter(x: torch.Tensor, strength: float, gen: torch.Generator) -> torch.Tensor:
+    """Per-image random brightness, contrast and saturation factors in [1 - strength, 1 + strength].
+
+    Decouples a photograph's own exposure and colour from the degradation labels (a dark photo is not
+    low-light; low light also brings noise and a gamma curve).
+
+    Args:
+        x: (B, 3, H, W) in [0, 1].
+        strength: 0 disables.
+        gen: random generator.
+
+    Returns:
+        (B, 3, H, W) in [0, 1].
+    """
+    if strength <= 0:
+        return x
+    b, c, s = (1 + strength * (2 * torch.rand(3, x.shape[0], 1, 1, 1, generator=gen) - 1)).unbind(0)  # (B, 1, 1, 1)
+    x = x * b  # brightness
+    x = x.mean(dim=(1, 2, 3), keepdim=True) + (x - x.mean(dim=(1, 2, 3), keepdim=True)) * c  # contrast
+    gray = (x * x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)  # (B, 1, H, W)
+    return (gray + (x - gray) * s).clamp(0, 1)  # saturation
 
 
 def random_crops(images: Sequence[torch.Tensor], size: int, scale: tuple[float, float], flip: bool,
@@ -163,13 +213,13 @@ def _init_model(cfg: TrainConfig) -> tuple[torch.nn.Module, dict[str, Any], dict
     import open_clip
 
     from .prior import resolve_pretrained
-    from .tiny import TINY_CLIP, build_clip, model_config
+    from .tiny import build_clip, model_config
 
     kind, _, rest = cfg.source.partition(":")
     pre = {"mean": list(CLIP_MEAN), "std": list(CLIP_STD), "interpolation": "bicubic"}
     if kind == "tiny" and not rest:
-        mcfg = model_config(TINY_CLIP, cfg.model_overrides)
-        return build_clip(mcfg, seed=cfg.seed), mcfg, pre, TINY_CLIP
+        mcfg = model_config(cfg.arch, cfg.model_overrides)
+        return build_clip(mcfg, seed=cfg.seed), mcfg, pre, cfg.arch
     if kind == "tiny":
         ckpt = torch.load(rest, map_location="cpu", weights_only=True)
         model = build_clip(ckpt["model_cfg"])
@@ -194,7 +244,8 @@ def _checkpoint(model: torch.nn.Module, mcfg: dict, pre: dict, arch: str, prompt
     from m2restore.train.checkpoint import rng_state
 
     ckpt = {
-        "format": CHECKPOINT_FORMAT, "model_name": arch, "model_cfg": mcfg, "model": model.state_dict(),
+        "format": CHECKPOINT_FORMAT, "model_name": arch, "model_cfg": mcfg,
+        "model": {k: v.cpu() for k, v in model.state_dict().items()},
         "preprocess": pre, "classes": [[p.name, list(p.captions)] for p in prompts], "step": step,
         "elapsed": elapsed, "metrics": metrics, "config": dataclasses.asdict(cfg),
     }
@@ -283,18 +334,21 @@ class PriorTrainer:
         self.cfg, self.callback, self.out = cfg, callback, Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
+        self.device = resolve_device(cfg.device)
         self.model, self.mcfg, self.pre, self.arch = _init_model(cfg)
+        self.model.to(self.device)
         self.prompts = resolve_classes(cfg.classes)
-        self.train = read_split(cfg.data, "train", [p.name for p in self.prompts])
+        self.train = read_split(cfg.data, "train", [p.name for p in self.prompts], with_clean=cfg.resynth > 0)
         self.tokenizer = tokenizer_for(self.mcfg)
         self.size = int(self.mcfg["vision_cfg"]["image_size"])
-        self.mean = torch.tensor(self.pre["mean"]).view(1, 3, 1, 1)
-        self.std = torch.tensor(self.pre["std"]).view(1, 3, 1, 1)
+        self.mean = torch.tensor(self.pre["mean"], device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(self.pre["std"], device=self.device).view(1, 3, 1, 1)
         named = list(self.model.named_parameters())
         decay = [p for n, p in named if p.ndim >= 2 and "embedding" not in n]
         no_decay = [p for n, p in named if p.ndim < 2 or "embedding" in n]
-        self.parts, self.member = class_parts(self.prompts)  # (P parts), (K, P)
-        self.part_bias = torch.nn.Parameter(torch.zeros(()))  # sigmoid-loss offset (SigLIP's logit bias)
+        self.parts, member = class_parts(self.prompts)  # (P parts), (K, P)
+        self.member = member.to(self.device)  # (K, P)
+        self.part_bias = torch.nn.Parameter(torch.zeros((), device=self.device))  # sigmoid-loss offset (SigLIP's)
         self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                             {"params": no_decay + [self.part_bias], "weight_decay": 0.0}], lr=cfg.lr)
         self.gen = torch.Generator().manual_seed(cfg.seed)
@@ -341,8 +395,23 @@ class PriorTrainer:
         ckpt = _checkpoint(self.model, self.mcfg, self.pre, self.arch, self.prompts, self.cfg, self.step,
                            self.elapsed, self.logs(), self.optimizer)
         extra = {"gen": self.gen.get_state(), "order": self.order, "cursor": self.cursor,
-                 "part_bias": self.part_bias.detach().clone()}
+                 "part_bias": self.part_bias.detach().cpu()}
         atomic_torch_save({**ckpt, **extra}, self.out / LAST)
+
+    def resynthesise(self, indices: Sequence[int]) -> None:
+        """Replace training images by fresh syntheses of their (clean photo, type) with new random seeds.
+
+        The recipe is ``m2restore.data.degrade``'s, the one ``m2restore data mini-cdd11`` built the dataset with;
+        only the train split's clean photographs are used. A new rain mask, haze level, noise draw... each time
+        turns the few train photographs into an unlimited stream of degraded images.
+        """
+        from m2restore.data.degrade import degrade
+
+        for i in indices:
+            clean = self.train.clean[self.train.sources[i]].permute(1, 2, 0).numpy() / np.float32(255)  # (H, W, 3)
+            seed = int(torch.randint(0, 2**31 - 1, (), generator=self.gen))
+            out = (degrade(clean, self.train.kinds[i], seed) * 255.0 + 0.5).astype(np.uint8)  # (H, W, 3)
+            self.train.images[i] = torch.from_numpy(out).permute(2, 0, 1).contiguous()  # (3, H, W)
 
     def train_step(self) -> float:
         """One optimisation step on the next batch; returns the loss."""
@@ -352,12 +421,14 @@ class PriorTrainer:
             self.order, self.cursor = torch.randperm(len(self.train.images), generator=self.gen), 0
         idx = self.order[self.cursor:self.cursor + cfg.batch_size]  # (B,)
         self.cursor += cfg.batch_size
+        self.resynthesise(idx[:cfg.resynth].tolist())
         x = random_crops([self.train.images[i] for i in idx], self.size, cfg.crop_scale, cfg.flip, self.gen)
+        x = color_jitter(x, cfg.jitter, self.gen).to(self.device)  # (B, 3, S, S)
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.lr * _lr_factor(self.progress(), self.step, cfg.warmup)
         self.model.train()
-        loss = _loss(self.model, self.tokenizer, self.prompts, (x - self.mean) / self.std, self.train.labels[idx],
-                     cfg, self.gen, (self.parts, self.member, self.part_bias))
+        loss = _loss(self.model, self.tokenizer, self.prompts, (x - self.mean) / self.std,
+                     self.train.labels[idx].to(self.device), cfg, self.gen, (self.parts, self.member, self.part_bias))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -395,7 +466,7 @@ class PriorTrainer:
             if time.monotonic() - last_save > 120:  # keep the resume point fresh on long runs
                 self.save_last()
                 last_save = time.monotonic()
-            if cfg.eval_every and self.step % cfg.eval_every == 0:
+            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.progress() < 1.0:  # the last: below
                 bar.write(f"step {self.step} ({self.cpu / 60:.1f} CPU min): zero-shot accuracy "
                           f"{self.evaluate()['accuracy']:.3f}")
         bar.close()

@@ -151,6 +151,15 @@ class DegradationPrior(nn.Module):
 # Sources
 # --------------------------------------------------------------------------------------------------------------
 
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``torch.device(device)``, failing with the fix when CUDA is asked for but not available."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device '{device}' requested but CUDA is not available on this machine (no GPU, or a "
+                           "CPU-only torch build). Fix: pass --device cpu (device='cpu').")
+    return dev
+
+
 class PretrainedUnavailableError(RuntimeError):
     """Pretrained CLIP weights are neither cached nor allowed to be downloaded."""
 
