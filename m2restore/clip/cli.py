@@ -1,13 +1,14 @@
 """``m2restore clip``: train, evaluate and inspect the CLIP degradation prior.
 
-    m2restore clip train --data DATASET --out DIR [--minutes 10] [--steps N] [--source tiny] [--resume auto]
-    m2restore clip eval  --checkpoint FILE --data DATASET [--split test] [--out DIR]
+    m2restore clip train --data DATASET --out DIR [--steps 1200] [--minutes 10] [--source tiny] [--device cpu]
+    m2restore clip eval  --checkpoint FILE --data DATASET [--split test] [--out DIR] [--device cpu]
     m2restore clip classes                         the prompt bank's class sets
 
 Fine-tuning pretrained ViT-B/32 on a machine with network and a GPU (weights cached on first use):
 
     M2RESTORE_ALLOW_DOWNLOAD=1 m2restore clip train --data DATASET --out runs/clip_vitb32 \\
-        --source openclip:ViT-B-32:laion2b_s34b_b79k --lr 1e-5 --batch-size 128 --minutes 0 --steps 2000
+        --source openclip:ViT-B-32:laion2b_s34b_b79k --lr 1e-5 --batch-size 128 --minutes 0 --steps 2000 \\
+        --device cuda
 """
 from __future__ import annotations
 

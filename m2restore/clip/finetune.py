@@ -22,10 +22,10 @@ files. A resumed run restarts this stream from the stored files.
 
 Training either starts from scratch (``tiny``: ``arch``, by default the small ResNet ``m2r-tiny-clip-rn``),
 fine-tunes pretrained weights (``openclip:ViT-B-32:laion2b_s34b_b79k`` on a GPU machine with network), or continues
-a trained prior (``tiny:PATH``), on ``device`` (``cpu`` or ``cuda``). The budget is steps and/or wall-clock minutes, whichever ends first; the cosine learning-rate
-schedule follows the larger of the two fractions. ``out/last.pt`` holds weights, optimizer, step, elapsed time,
-RNG and config, so ``resume='auto'`` continues a run; ``out/prior.pt`` is the final weights-only prior that
-``build_prior(checkpoint=...)`` loads.
+a trained prior (``tiny:PATH``), on ``device`` (``cpu`` or ``cuda``). The budget is steps and/or wall-clock
+minutes, whichever ends first; the cosine learning-rate schedule follows the larger of the two fractions.
+``out/last.pt`` holds weights, optimizer, step, elapsed time, RNG and config, so ``resume='auto'`` continues a run;
+``out/prior.pt`` is the final weights-only prior that ``build_prior(checkpoint=...)`` loads.
 """
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ class TrainConfig:
     part_weight: float = 1.0  # weight of the multi-label loss on single degradations (low, haze, rain, ...)
     model_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {"vision_cfg.patch_size": 8}
     loss: str = "ce"  # ce | clip
-    steps: int = 0  # step budget (0: none)
+    steps: int = 1200  # step budget (0: none); the recipe measured in m2restore/clip/README.md
     minutes: float = 10.0  # wall-clock budget (0: none)
     batch_size: int = 64
     lr: float = 1e-3  # 1e-3 from scratch; use ~1e-5 to fine-tune pretrained weights
