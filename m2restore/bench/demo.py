@@ -3,7 +3,7 @@
 Stages (one progress line each, with the elapsed time):
 
 1. build mini CDD-11 from scikit-image's bundled photographs (``data/mini-cdd11``; reused when already built);
-2. train the tiny CLIP degradation prior on it for a fixed time budget (``data/clip-prior-tiny``; reused);
+2. train the tiny CLIP degradation prior on it for a fixed number of steps (``data/clip-prior-tiny``; reused);
 3. run the ``demo`` grid (``benchmarks/grids/demo.yaml``): notebook 09 under papermill for m2restore_tiny,
    adair_tiny and promptir_tiny with one identical budget, each trained, profiled and evaluated;
 4. build the tables and figures from the runs' JSON records into ``benchmarks/results/demo``.
@@ -15,6 +15,7 @@ The same command runs the 3-seed goal measurement on the same data and prior::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -24,7 +25,8 @@ from pathlib import Path
 from ..config import ConfigError, atomic_write_text
 
 DEFAULT_GRID = "benchmarks/grids/demo.yaml"
-PRIOR_MINUTES = 3.0  # tiny CLIP prior wall-clock budget; part of the 20-minute total (benchmarks/README.md)
+PRIOR_STEPS = 600  # tiny CLIP prior budget (steps: the same prior on any machine); part of the 20-minute total
+PRIOR_MINUTES = 0.0  # optional wall-clock cap on the prior (0: none)
 
 
 class _Progress:
@@ -52,15 +54,27 @@ def build_data(root: Path, size: int, seed: int = 0) -> Path:
     return make_mini_cdd11(root, size=size, seed=seed)
 
 
-def train_tiny_prior(data: Path, out: Path, minutes: float, threads: int) -> tuple[Path, dict]:
-    """Train the tiny CLIP prior once (``out/prior.pt``); a finished one is reused. Returns (checkpoint, summary)."""
-    from ..clip import train_prior
+def train_tiny_prior(data: Path, out: Path, minutes: float, threads: int,
+                     steps: int = PRIOR_STEPS) -> tuple[Path, dict]:
+    """Train the tiny CLIP prior (default recipe of ``m2restore.clip.TrainConfig``) for ``steps`` and/or ``minutes``.
 
+    A finished prior in ``out`` trained on the same data with the same budget and recipe is reused; one trained
+    otherwise is replaced (``out`` is a cache of this function). Returns (checkpoint, summary).
+    """
+    from ..clip import TrainConfig, train_prior
+
+    cfg = dataclasses.replace(TrainConfig(), data=str(data), out=str(out), source="tiny", steps=steps,
+                              minutes=minutes, threads=threads, progress=False, resume="")
     checkpoint, summary_file = out / "prior.pt", out / "summary.json"
     if checkpoint.is_file() and summary_file.is_file():
-        return checkpoint, json.loads(summary_file.read_text())
-    summary = train_prior(data=str(data), out=str(out), source="tiny", minutes=minutes, threads=threads,
-                          progress=False, resume="")
+        summary = json.loads(summary_file.read_text())
+        done = summary.get("config", {})
+        wanted = dataclasses.asdict(cfg)
+        keys = [k for k in wanted if k not in ("out", "threads", "progress", "resume", "device")]
+        if all(done.get(k) == (list(v) if isinstance(v, tuple) else v) for k, v in ((k, wanted[k]) for k in keys)):
+            return checkpoint, summary
+        print(f"{out}: the prior there was trained with another recipe or budget; training a new one", flush=True)
+    summary = train_prior(cfg)
     return Path(summary["checkpoint"]), summary
 
 
@@ -72,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default="data/mini-cdd11", help="where mini CDD-11 is built (reused)")
     parser.add_argument("--size", type=int, default=128, help="mini CDD-11 crop size")
     parser.add_argument("--prior-dir", default="data/clip-prior-tiny", help="where the tiny CLIP prior goes (reused)")
-    parser.add_argument("--prior-minutes", type=float, default=PRIOR_MINUTES, help="CLIP prior training budget")
+    parser.add_argument("--prior-steps", type=int, default=PRIOR_STEPS, help="CLIP prior training steps")
+    parser.add_argument("--prior-minutes", type=float, default=PRIOR_MINUTES,
+                        help="optional wall-clock cap on the CLIP prior's training (0: none)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for the prior (runs: grid 'threads')")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a shared notebook parameter of the grid (e.g. budget_steps=50)")
@@ -106,8 +122,9 @@ def _run(args: argparse.Namespace) -> int:
     progress(1, f"mini CDD-11 ready: {n_clean} train / {n_test} test clean crops, each degraded 11 ways")
     progress.mark("data")
 
-    progress(2, f"training the tiny CLIP degradation prior ({args.prior_minutes:g} min budget) -> {args.prior_dir}")
-    prior, summary = train_tiny_prior(data, Path(args.prior_dir), args.prior_minutes, args.threads)
+    cap = f", at most {args.prior_minutes:g} min" if args.prior_minutes else ""
+    progress(2, f"training the tiny CLIP degradation prior ({args.prior_steps} steps{cap}) -> {args.prior_dir}")
+    prior, summary = train_tiny_prior(data, Path(args.prior_dir), args.prior_minutes, args.threads, args.prior_steps)
     acc = summary.get("eval", {}).get("accuracy")
     progress(2, f"prior ready: {summary.get('steps')} steps" + (f", zero-shot test accuracy {acc:.1%}" if acc else ""))
     progress.mark("prior")
