@@ -304,6 +304,21 @@ def test_default_recipe_trains_the_resnet_tower_on_fresh_syntheses(tmp_path):
     assert prior(torch.rand(2, 3, 40, 32)).probs.shape == (2, 3)
 
 
+def test_color_jitter_changes_photometry_per_image_only():
+    from m2restore.clip.finetune import color_jitter
+
+    x = torch.rand(4, 3, 8, 8) * 0.5 + 0.25  # (B, 3, H, W)
+    gen = torch.Generator().manual_seed(0)
+    assert color_jitter(x, 0.0, gen) is x
+    y = color_jitter(x, 0.3, gen)
+    assert y.shape == x.shape and 0 <= y.min() and y.max() <= 1
+    assert not torch.allclose(y, x)
+    ratio = y[:, :, :2, :2].mean(dim=(1, 2, 3)) / x[:, :, :2, :2].mean(dim=(1, 2, 3))  # (B,)
+    assert ratio.std() > 0.01  # each image gets its own factors
+    flat = torch.full((1, 3, 4, 4), 0.5)
+    assert color_jitter(flat, 0.3, gen).std() < 1e-5  # no texture is invented
+
+
 def test_device_option(tmp_path, monkeypatch):
     from m2restore.clip.cli import main
     from m2restore.clip.finetune import TrainConfig, train_prior

@@ -70,7 +70,7 @@ class TrainConfig:
     warmup: int = 50  # linear warm-up steps
     crop_scale: tuple[float, float] = (1.0, 1.0)  # random-resized-crop side fraction of the shorter side
     flip: bool = True  # random horizontal flips
-    jitter: float = 0.0  # colour jitter strength (brightness, contrast, saturation factors in 1 +- jitter)
+    jitter: float = 0.0  # colour jitter (brightness, contrast, saturation in 1 +- jitter); 0.3 helps with few photos
     resynth: int = 16  # images of each batch degraded afresh from their clean photo (0: stored files only)
     eval_every: int = 0  # steps between test-split evaluations (0: only at the end)
     seed: int = 0
