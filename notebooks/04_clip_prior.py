@@ -58,7 +58,6 @@ import torch.nn.functional as F
 from PIL import Image
 from skimage import data as skdata
 
-import m2restore
 from m2restore import build_model
 from m2restore.clip import TrainConfig, build_prior, evaluate_prior, list_class_sets, resolve_classes, train_prior
 from m2restore.clip.daclip import DAClip
@@ -70,29 +69,12 @@ from m2restore.clip.tiny import TINY_CLIP, build_clip, model_config, tokenizer_f
 from m2restore.data import make_mini_cdd11, read_image
 from m2restore.data.degrade import CDD11_TYPES, components_of
 from m2restore.data.mini import clean_photos
+from m2restore.notebook import setup, shared_data
 
-ROOT = Path(m2restore.__file__).resolve().parents[1]  # the checkout (editable install)
 BACKEND = matplotlib.get_backend()  # the confusion-matrix writer switches to Agg; we switch back after it runs
-torch.manual_seed(seed)
-
-if out_dir:
-    out_dir = Path(out_dir)
-elif (ROOT / "notebooks").is_dir():
-    out_dir = ROOT / "notebooks" / "_outputs" / "04_clip_prior"
-else:
-    out_dir = Path("_outputs/04_clip_prior")
-out_dir.mkdir(parents=True, exist_ok=True)
-
-if clean_dir:  # an explicit folder of photographs
-    if not Path(clean_dir).is_dir():
-        raise FileNotFoundError(f"clean_dir={clean_dir!r} is not a folder. Fix: pass a folder of photographs, "
-                                "or leave it empty (shared/data/clean if present, else scikit-image's photographs).")
-    clean_dir = Path(clean_dir)
-elif not smoke:  # shared/data/clean beside the checkout (../../shared/data/clean seen from notebooks/), if present
-    candidates = [Path("../../shared/data/clean"), ROOT.parent / "shared" / "data" / "clean"]
-    clean_dir = next((p for p in candidates if p.is_dir()), None)
-else:
-    clean_dir = None  # smoke mode: the photographs bundled with scikit-image, always there
+out_dir = setup("04_clip_prior", out_dir, device, seed)
+hint = "pass a folder of photographs, or leave it empty (shared/data/clean if present, else scikit-image's photographs)"
+clean_dir = shared_data("clean", clean_dir, hint=hint) if clean_dir or not smoke else None  # smoke: scikit-image's
 if checkpoint and not Path(checkpoint).is_file():
     raise FileNotFoundError(f"checkpoint={checkpoint!r} not found. Fix: pass a prior.pt written by `m2restore clip "
                             "train` (or by this notebook, in out_dir/prior_run/), or leave it empty to train one.")

@@ -29,3 +29,20 @@ def test_prior_is_reused_only_for_the_same_recipe(tmp_path, monkeypatch, capsys)
     assert len(calls) == 2 and "another recipe or budget" in capsys.readouterr().out
     demo.train_tiny_prior(tmp_path / "other", out, minutes=0.0, threads=2, steps=9)
     assert len(calls) == 3
+
+
+def test_snapshot_copies_records_and_samples_only(tmp_path):
+    runs = tmp_path / "runs"
+    for model in ("a_tiny", "b_tiny"):
+        run = runs / "mini" / model / "seed0"
+        (run / "train" / "checkpoints").mkdir(parents=True)
+        (run / "record.json").write_text("{}")
+        (run / "run.ipynb").write_text("{}")
+        (run / "train" / "checkpoints" / "last.pt").write_bytes(b"x")
+    (runs / "mini" / "a_tiny" / "seed0" / "samples.npz").write_bytes(b"npz")
+    (runs / "_archive" / "old").mkdir(parents=True)
+    (runs / "_archive" / "old" / "record.json").write_text("{}")
+    assert demo.snapshot_records(runs, tmp_path / "records") == 2
+    copied = sorted(p.relative_to(tmp_path / "records").as_posix() for p in (tmp_path / "records").rglob("*")
+                    if p.is_file())
+    assert copied == ["mini/a_tiny/seed0/record.json", "mini/a_tiny/seed0/samples.npz", "mini/b_tiny/seed0/record.json"]

@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -76,6 +77,27 @@ def train_tiny_prior(data: Path, out: Path, minutes: float, threads: int,
         print(f"{out}: the prior there was trained with another recipe or budget; training a new one", flush=True)
     summary = train_prior(cfg)
     return Path(summary["checkpoint"]), summary
+
+
+def snapshot_records(runs: Path, dest: Path) -> int:
+    """Copy every run's ``record.json`` and ``samples.npz`` from ``runs`` to ``dest`` (same sub-folders).
+
+    ``runs/`` also holds checkpoints and executed notebooks and is not versioned (a committed finished run would make
+    the next ``make demo`` skip it); ``records/`` is small and versioned, and
+    ``m2restore bench report --runs <out>/records`` rebuilds the tables and figures from it. Returns the number of
+    records copied.
+    """
+    from .records import find_records
+
+    n = 0
+    for record in find_records(runs):
+        target = dest / record.parent.relative_to(runs)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in (record.name, "samples.npz"):
+            if (record.parent / name).is_file():
+                shutil.copy2(record.parent / name, target / name)
+        n += 1
+    return n
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,6 +161,7 @@ def _run(args: argparse.Namespace) -> int:
 
     progress(4, f"tables and figures from the JSON records -> {out}")
     rep = build_report(out / "runs", out)
+    snapshot_records(out / "runs", out / "records")
     for dataset_table in sorted((out / "tables").glob("*_summary.md")):
         print(dataset_table.read_text())
     progress.mark("report")
