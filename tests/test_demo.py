@@ -31,7 +31,7 @@ def test_prior_is_reused_only_for_the_same_recipe(tmp_path, monkeypatch, capsys)
     assert len(calls) == 3
 
 
-def test_snapshot_copies_records_and_samples_only(tmp_path):
+def test_snapshot_copies_records_samples_and_notebooks_only(tmp_path):
     runs = tmp_path / "runs"
     for model in ("a_tiny", "b_tiny"):
         run = runs / "mini" / model / "seed0"
@@ -45,4 +45,5 @@ def test_snapshot_copies_records_and_samples_only(tmp_path):
     assert demo.snapshot_records(runs, tmp_path / "records") == 2
     copied = sorted(p.relative_to(tmp_path / "records").as_posix() for p in (tmp_path / "records").rglob("*")
                     if p.is_file())
-    assert copied == ["mini/a_tiny/seed0/record.json", "mini/a_tiny/seed0/samples.npz", "mini/b_tiny/seed0/record.json"]
+    assert copied == ["mini/a_tiny/seed0/record.json", "mini/a_tiny/seed0/run.ipynb", "mini/a_tiny/seed0/samples.npz",
+                      "mini/b_tiny/seed0/record.json", "mini/b_tiny/seed0/run.ipynb"]

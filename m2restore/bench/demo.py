@@ -80,10 +80,10 @@ def train_tiny_prior(data: Path, out: Path, minutes: float, threads: int,
 
 
 def snapshot_records(runs: Path, dest: Path) -> int:
-    """Copy every run's ``record.json`` and ``samples.npz`` from ``runs`` to ``dest`` (same sub-folders).
+    """Copy every run's ``record.json``, ``samples.npz`` and executed ``run.ipynb`` from ``runs`` to ``dest``.
 
-    ``runs/`` also holds checkpoints and executed notebooks and is not versioned (a committed finished run would make
-    the next ``make demo`` skip it); ``records/`` is small and versioned, and
+    ``runs/`` also holds checkpoints and is not versioned (a committed finished run would make the next
+    ``make demo`` skip it); ``records/`` is small and versioned, and
     ``m2restore bench report --runs <out>/records`` rebuilds the tables and figures from it. Returns the number of
     records copied.
     """
@@ -93,7 +93,7 @@ def snapshot_records(runs: Path, dest: Path) -> int:
     for record in find_records(runs):
         target = dest / record.parent.relative_to(runs)
         target.mkdir(parents=True, exist_ok=True)
-        for name in (record.name, "samples.npz"):
+        for name in (record.name, "samples.npz", "run.ipynb"):
             if (record.parent / name).is_file():
                 shutil.copy2(record.parent / name, target / name)
         n += 1
