@@ -233,8 +233,9 @@ def profile_many(
 
     Each row gains ``latency_ratio`` (median per-round ratio to ``reference``; NaN without one) and ``reference``.
     """
-    rows = [profile_model(m, size=size, device=device, repeats=0, batch=batch, backward=backward) for m in models]
-    timing = compare_latency(models, size=size, device=device, rounds=rounds, batch=batch, backward=backward,
+    built = [_resolve(m, {})[1] for m in models]  # build each preset once for both passes
+    rows = [profile_model(m, size=size, device=device, repeats=0, batch=batch, backward=backward) for m in built]
+    timing = compare_latency(built, size=size, device=device, rounds=rounds, batch=batch, backward=backward,
                              reference=reference)
     for row in rows:
         t = timing[row["model"]]
