@@ -28,6 +28,7 @@ from ..config import ConfigError, atomic_write_text
 DEFAULT_GRID = "benchmarks/grids/demo.yaml"
 PRIOR_STEPS = 600  # tiny CLIP prior budget (steps: the same prior on any machine); part of the 20-minute total
 PRIOR_MINUTES = 0.0  # optional wall-clock cap on the prior (0: none)
+_NOT_RECIPE = ("out", "threads", "progress", "resume", "device")  # TrainConfig fields that do not change the prior
 
 
 class _Progress:
@@ -70,9 +71,8 @@ def train_tiny_prior(data: Path, out: Path, minutes: float, threads: int,
     if checkpoint.is_file() and summary_file.is_file():
         summary = json.loads(summary_file.read_text())
         done = summary.get("config", {})
-        wanted = dataclasses.asdict(cfg)
-        keys = [k for k in wanted if k not in ("out", "threads", "progress", "resume", "device")]
-        if all(done.get(k) == (list(v) if isinstance(v, tuple) else v) for k, v in ((k, wanted[k]) for k in keys)):
+        wanted = json.loads(json.dumps(dataclasses.asdict(cfg)))  # as stored: tuples become lists
+        if all(done.get(k) == v for k, v in wanted.items() if k not in _NOT_RECIPE):
             return checkpoint, summary
         print(f"{out}: the prior there was trained with another recipe or budget; training a new one", flush=True)
     summary = train_prior(cfg)
