@@ -335,3 +335,37 @@ def test_device_option(tmp_path, monkeypatch):
         train_prior(cfg, device="cuda")
     with pytest.raises(RuntimeError, match="--device cpu"):
         main(["eval", "--checkpoint", summary["checkpoint"], "--data", str(data), "--device", "cuda"])
+
+
+def test_seed_benchmark_script_trains_reuses_and_refuses_other_recipes(tmp_path, monkeypatch):
+    import importlib.util
+    import subprocess
+
+    path = Path(__file__).parents[1] / "benchmarks" / "clip_prior_seeds.py"
+    spec = importlib.util.spec_from_file_location("clip_prior_seeds", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    data = _toy_dataset(tmp_path / "toy", ["low", "haze"], per_type=2)
+    out = tmp_path / "seeds"
+    sets = [a for k, v in SMALL.items() for a in ("--set", f"{k}={v}")]
+    train = ["--arch", TINY_CLIP, "--classes", "low,haze", *sets, "--steps", "2", "--minutes", "0",
+             "--batch-size", "4", "--resynth", "0", "--threads", "1"]
+    argv = ["--data", str(data), "--out", str(out), "--seeds", "0", "1", "--", *train]
+    assert script.main(argv) == 0
+    record = json.loads((out / "seeds.json").read_text())
+    accs = [100 * r["eval"]["accuracy"] for r in record["runs"]]
+    assert [r["config"]["seed"] for r in record["runs"]] == [0, 1] and len(accs) == 2
+    assert record["accuracy_mean"] == pytest.approx(np.mean(accs)) and all(r["wall_s"] > 0 for r in record["runs"])
+    assert record["accuracy_std"] == pytest.approx(np.std(accs, ddof=1))
+    table = (out / "seeds.md").read_text()
+    assert table.count("\n| ") == 3 and "| mean ± std |" in table and (out / "seed1" / "prior.pt").is_file()
+
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("retrained a finished seed"))
+    assert script.main(argv) == 0  # both seeds reused
+    assert json.loads((out / "seeds.json").read_text())["runs"][0]["wall_s"] is None
+    longer = ["3" if i and train[i - 1] == "--steps" else a for i, a in enumerate(train)]
+    with pytest.raises(SystemExit, match="steps"):
+        script.main(["--data", str(data), "--out", str(out), "--seeds", "0", "--", *longer])
+    with pytest.raises(SystemExit):
+        script.main(["--data", str(data), "--out", str(out), "--", "--seed", "3"])

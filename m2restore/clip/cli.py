@@ -1,6 +1,6 @@
 """``m2restore clip``: train, evaluate and inspect the CLIP degradation prior.
 
-    m2restore clip train --data DATASET --out DIR [--steps 1200] [--minutes 10] [--source tiny] [--device cpu]
+    m2restore clip train --data DATASET --out DIR [--steps 2000] [--minutes 10] [--source tiny] [--device cpu]
     m2restore clip eval  --checkpoint FILE --data DATASET [--split test] [--out DIR] [--device cpu]
     m2restore clip classes                         the prompt bank's class sets
 
@@ -15,9 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .finetune import TrainConfig
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     from .finetune import TrainConfig
 
     d = TrainConfig()
@@ -74,9 +78,24 @@ def _override(text: str) -> tuple[str, object]:
     return key, yaml.safe_load(value)
 
 
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The :class:`TrainConfig` that ``m2restore clip train`` runs for parsed arguments ``args``."""
+    from .finetune import TrainConfig
+
+    return TrainConfig(
+        data=args.data, out=args.out, source=args.source, arch=args.arch, classes=args.classes, loss=args.loss,
+        captions_per_step=args.captions_per_step,
+        model_overrides=dict(_override(s) for s in args.set), steps=args.steps, minutes=args.minutes,
+        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, warmup=args.warmup,
+        crop_scale=tuple(args.crop_scale), flip=not args.no_flip, jitter=args.jitter, resynth=args.resynth,
+        eval_every=args.eval_every, seed=args.seed, threads=args.threads, device=args.device, resume=args.resume,
+        progress=not args.no_progress,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``m2restore clip``."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.cmd == "classes":
         from .prompts import list_class_sets
 
@@ -84,17 +103,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<11} K={len(members):<3} {', '.join(members)}")
         return 0
     if args.cmd == "train":
-        from .finetune import TrainConfig, train_prior
+        from .finetune import train_prior
 
-        cfg = TrainConfig(
-            data=args.data, out=args.out, source=args.source, arch=args.arch, classes=args.classes, loss=args.loss,
-            captions_per_step=args.captions_per_step,
-            model_overrides=dict(_override(s) for s in args.set), steps=args.steps, minutes=args.minutes,
-            batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, warmup=args.warmup,
-            crop_scale=tuple(args.crop_scale), flip=not args.no_flip, jitter=args.jitter, resynth=args.resynth,
-            eval_every=args.eval_every, seed=args.seed, threads=args.threads, device=args.device, resume=args.resume,
-            progress=not args.no_progress,
-        )
+        cfg = train_config(args)
         summary = train_prior(cfg)
         summary.pop("loss_history")
         print(json.dumps(summary, indent=2))

@@ -62,7 +62,7 @@ class TrainConfig:
     part_weight: float = 1.0  # weight of the multi-label loss on single degradations (low, haze, rain, ...)
     model_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {"vision_cfg.patch_size": 8}
     loss: str = "ce"  # ce | clip
-    steps: int = 1200  # step budget (0: none); the recipe measured in m2restore/clip/README.md
+    steps: int = 2000  # step budget (0: none); the recipe measured in m2restore/clip/README.md
     minutes: float = 10.0  # wall-clock budget (0: none)
     batch_size: int = 64
     lr: float = 1e-3  # 1e-3 from scratch; use ~1e-5 to fine-tune pretrained weights
