@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from m2restore.clip.cli import build_parser, train_config
+from m2restore.config import atomic_write_text
 
 # Config fields that name the run rather than the recipe; they may differ between a reused run and the request.
 _RUN_FIELDS = ("out", "seed", "resume", "progress")
@@ -46,8 +47,9 @@ def run_seed(data: str, out: Path, seed: int, extra: list[str]) -> dict[str, Any
     summary_path = out / "summary.json"
     if summary_path.is_file():
         summary = json.loads(summary_path.read_text())
-        if _recipe(summary["config"]) != wanted or summary["config"]["seed"] != seed:
-            diff = sorted(k for k in wanted if _recipe(summary["config"]).get(k) != wanted[k])
+        have = _recipe(summary["config"])
+        if have != wanted or summary["config"]["seed"] != seed:
+            diff = sorted(k for k in wanted if have.get(k) != wanted[k])
             raise SystemExit(f"{out} holds a run of another recipe (differs in {diff or ['seed']}); "
                              "choose another --out or move that folder away")
         print(f"seed {seed}: reusing {summary_path}", flush=True)
@@ -71,7 +73,7 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 def markdown(rows: list[dict[str, Any]]) -> str:
     """Per-seed rows and a mean +- sample std row of accuracy (%) and time."""
     types = list(rows[0]["eval"]["per_type"])
-    head = ["seed", "steps", "train min", "CPU min", "11-way", *types]
+    head = ["seed", "steps", "train min", "CPU min", f"{len(types)}-way", *types]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [str(r["config"]["seed"]), str(r["steps"]), f"{r['minutes']:.1f}", f"{r['cpu_minutes']:.1f}",
@@ -109,13 +111,11 @@ def main(argv: list[str] | None = None) -> int:
               "accuracy_std": std, "accuracy_min": min(accs), "host_cpus": os.cpu_count(),
               "runs": [{k: r[k] for k in ("steps", "minutes", "cpu_minutes", "wall_s", "eval", "evals", "config")}
                        for r in rows]}
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in (("seeds.json", json.dumps(record, indent=2)), ("seeds.md", markdown(rows))):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text)
-        tmp.replace(out / name)
-    print(markdown(rows))
-    print(f"11-way zero-shot accuracy over seeds {args.seeds}: {mean:.1f} ± {std:.1f}% (min {min(accs):.1f}%); "
+    table = markdown(rows)
+    atomic_write_text(out / "seeds.json", json.dumps(record, indent=2))
+    atomic_write_text(out / "seeds.md", table)
+    print(table)
+    print(f"zero-shot accuracy over seeds {args.seeds}: {mean:.1f} ± {std:.1f}% (min {min(accs):.1f}%); "
           f"wrote {out / 'seeds.json'} and {out / 'seeds.md'}")
     return 0
 
